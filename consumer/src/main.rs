@@ -1,0 +1,138 @@
+//! `consumer`: attaches to the stream as a named consumer — after its stored offset if it has one,
+//! else at the configured position — processes messages until the marker, and leaves the tracker
+//! to store its progress on the broker.
+
+mod consumer_actor;
+
+use std::process::ExitCode;
+
+use actix::Actor;
+use clap::Parser;
+use shared::config::Settings;
+use shared::error::{describe_client_error, Error, Result};
+use shared::{connection, runtime, OffsetSpec};
+use tokio::sync::oneshot;
+use tracker::{BrokerStore, Close, Tracker};
+
+use crate::consumer_actor::{ConsumerActor, Outcome, Shutdown, TrackerLink};
+
+/// Consume a stream from any position and resume where the last run stopped.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: shared::cli::ConfigArgs,
+}
+
+fn main() -> ExitCode {
+    shared::telemetry::init();
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => return runtime::fail(&err),
+    };
+    runtime::run(consume(settings))
+}
+
+/// Where to attach: right after the stored offset if there is one (it takes precedence over the
+/// configured specification), else the configured specification.
+fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
+    match stored {
+        Some(offset) => OffsetSpec::Offset(offset.saturating_add(1)),
+        None => configured,
+    }
+}
+
+async fn consume(settings: Settings) -> Result<()> {
+    let name = settings.consumer.name.as_str();
+    let stream = settings.stream.name.as_str();
+    let environment =
+        connection::environment(&settings.broker, &format!("consumer {name}")).await?;
+    connection::ensure_stream(&environment, &settings.stream).await?;
+
+    // The tracker's own connection: stores never travel on the delivery connection.
+    let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
+    let stored = connection::stored_offset(&store_client, name, stream).await?;
+    let position = start_position(stored, settings.consumer.offset);
+    match stored {
+        Some(offset) => tracing::info!(consumer = name, "resuming after stored offset {offset}"),
+        None => tracing::info!(consumer = name, "no stored offset; attaching at {position}"),
+    }
+
+    let subscription = environment
+        .consumer()
+        .name(name)
+        .offset(position.to_client())
+        .client_provided_name(&format!("consumer {name}"))
+        .build(stream)
+        .await
+        .map_err(|err| subscribe_error(stream, err))?;
+    println!("Started consuming");
+
+    let tracker =
+        Tracker::new(BrokerStore::new(store_client, name, stream), &settings.tracker, stored)
+            .start();
+    let link = TrackerLink {
+        processed: tracker.clone().recipient(),
+        flush: tracker.clone().recipient(),
+    };
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let consumer = ConsumerActor::new(stream, subscription, link, done_tx).start();
+
+    let outcome = tokio::select! {
+        outcome = &mut done_rx => outcome,
+        signal = runtime::shutdown_signal() => {
+            tracing::info!("{} received", signal?);
+            consumer.do_send(Shutdown);
+            done_rx.await
+        }
+    };
+    let outcome: Result<Outcome> =
+        outcome.unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
+    let _ = tracker.send(Close).await;
+    let outcome = outcome?;
+    tracing::info!(
+        messages = outcome.messages,
+        first_offset = ?outcome.first_offset,
+        last_offset = ?outcome.last_offset,
+        stored_offset = ?outcome.stored_offset,
+        marker = outcome.reached_marker,
+        "consumer stopped"
+    );
+    Ok(())
+}
+
+fn subscribe_error(stream: &str, err: rabbitmq_stream_client::error::ConsumerCreateError) -> Error {
+    use rabbitmq_stream_client::error::ConsumerCreateError as E;
+    match err {
+        E::StreamDoesNotExist { stream } => Error::StreamNotFound { stream },
+        E::Create { status, .. } => Error::Broker {
+            what: "cannot subscribe",
+            stream: stream.to_owned(),
+            reason: shared::error::describe_code(&status),
+        },
+        E::Client(err) => Error::Broker {
+            what: "cannot subscribe",
+            stream: stream.to_owned(),
+            reason: describe_client_error(&err),
+        },
+        other => Error::Broker {
+            what: "cannot subscribe",
+            stream: stream.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_offset_wins_and_resumes_right_after_it() {
+        assert_eq!(start_position(Some(0), OffsetSpec::First), OffsetSpec::Offset(1));
+        assert_eq!(start_position(Some(99), OffsetSpec::Next), OffsetSpec::Offset(100));
+        assert_eq!(start_position(None, OffsetSpec::Last), OffsetSpec::Last);
+        assert_eq!(start_position(None, OffsetSpec::Offset(42)), OffsetSpec::Offset(42));
+    }
+}

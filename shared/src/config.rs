@@ -1,0 +1,366 @@
+//! The configuration: `config.toml` (or `--config PATH`), overridden by `OFFSET_TRACKING__<SECTION>__<KEY>`
+//! environment variables, read into typed, validated settings.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::offset_spec::OffsetSpec;
+
+/// Prefix of the environment variables that override the file, e.g. `OFFSET_TRACKING__STREAM__NAME`.
+pub const ENV_PREFIX: &str = "OFFSET_TRACKING";
+
+/// The file read when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// All settings, one field per `config.toml` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[broker]`: where and how to connect.
+    pub broker: BrokerSettings,
+    /// `[stream]`: the stream and its retention.
+    pub stream: StreamSettings,
+    /// `[producer]`: the wave to publish.
+    pub producer: ProducerSettings,
+    /// `[consumer]`: who consumes and from where.
+    pub consumer: ConsumerSettings,
+    /// `[tracker]`: how often offsets are stored.
+    pub tracker: TrackerSettings,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// Host of the broker's stream listener.
+    pub host: String,
+    /// Port of the broker's stream listener (5552 by default).
+    pub port: u16,
+    /// User name.
+    pub username: String,
+    /// Password; never printed.
+    pub password: Secret,
+    /// Virtual host.
+    pub virtual_host: String,
+    /// How long to wait for a connection to open.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Heartbeat interval asked of the broker; a link silent for 4 heartbeats is dead.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5552,
+            username: "guest".into(),
+            password: Secret("guest".into()),
+            virtual_host: "/".into(),
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BrokerSettings {
+    /// `host:port`, for messages.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// A password: `Debug` and `Display` print `***`, so it never reaches a log or an error.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it: the broker handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[stream]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Name of the stream.
+    pub name: String,
+    /// Retention by size, in bytes (the tutorial's 2 GB).
+    pub max_length_bytes: u64,
+    /// Retention by age, e.g. "7days"; none by default.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Size of the stream's segment files, in bytes; the broker's default when absent.
+    pub max_segment_size_bytes: Option<u64>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            name: "stream-offset-tracking-rust".into(),
+            max_length_bytes: 2_000_000_000,
+            max_age: None,
+            max_segment_size_bytes: None,
+        }
+    }
+}
+
+/// `[producer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerSettings {
+    /// How many messages one run publishes: `hello0` … and the last one `marker{n-1}`.
+    pub message_count: u64,
+    /// Most messages published but not yet confirmed at any time (bounds memory).
+    pub max_unconfirmed: u32,
+    /// Give up when no confirmation arrived for this long.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            message_count: 100,
+            max_unconfirmed: 10_000,
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[consumer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// The consumer's name: the key under which the broker stores its offset.
+    pub name: String,
+    /// Where to attach when no offset is stored for `name`.
+    pub offset: OffsetSpec,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            name: "consumer-1".into(),
+            offset: OffsetSpec::First,
+        }
+    }
+}
+
+/// `[tracker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSettings {
+    /// Store after this many processed messages; 0 turns the count trigger off.
+    pub store_every_messages: u64,
+    /// Store when this much time passed with progress; "0s" turns the time trigger off.
+    #[serde(with = "humantime_serde")]
+    pub store_every: Duration,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        Self {
+            store_every_messages: 10,
+            store_every: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (or `config.toml` in the working directory if present), then the
+    /// `OFFSET_TRACKING__…` environment, and validates the result.
+    ///
+    /// An explicit `path` must exist; the default file may be absent (built-in defaults apply).
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let (file, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        if required && !file.is_file() {
+            return Err(Error::Config(format!(
+                "configuration file {} does not exist",
+                file.display()
+            )));
+        }
+        let source = config::Config::builder()
+            .add_source(config::File::from(file.as_path()).required(required))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+        let settings: Settings = source
+            .try_deserialize()
+            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        if self.broker.host.trim().is_empty() {
+            return invalid("broker.host", "must not be empty");
+        }
+        if self.broker.port == 0 {
+            return invalid("broker.port", "must be between 1 and 65535");
+        }
+        if self.broker.connect_timeout.is_zero() {
+            return invalid("broker.connect_timeout", "must be more than 0s");
+        }
+        if self.broker.heartbeat.as_secs() == 0 || self.broker.heartbeat.as_secs() > u32::MAX as u64 {
+            return invalid("broker.heartbeat", "must be at least 1s");
+        }
+        if self.stream.name.trim().is_empty() {
+            return invalid("stream.name", "must not be empty");
+        }
+        if self.stream.name.len() > 255 {
+            return invalid("stream.name", "must be at most 255 bytes");
+        }
+        if self.stream.max_length_bytes == 0 {
+            return invalid("stream.max_length_bytes", "must be more than 0");
+        }
+        if self.producer.message_count == 0 {
+            return invalid("producer.message_count", "must be at least 1 (the marker)");
+        }
+        if self.producer.max_unconfirmed == 0 {
+            return invalid("producer.max_unconfirmed", "must be at least 1");
+        }
+        if self.producer.confirm_timeout.is_zero() {
+            return invalid("producer.confirm_timeout", "must be more than 0s");
+        }
+        if self.consumer.name.trim().is_empty() {
+            return invalid(
+                "consumer.name",
+                "must not be empty: the broker stores offsets under this name",
+            );
+        }
+        if self.consumer.name.len() > 255 {
+            return invalid("consumer.name", "must be at most 255 bytes");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_shipped_config_matches_the_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+        let s = Settings::load(Some(&shipped)).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.broker.endpoint(), d.broker.endpoint());
+        assert_eq!(s.stream.name, d.stream.name);
+        assert_eq!(s.stream.max_length_bytes, d.stream.max_length_bytes);
+        assert_eq!(s.producer.message_count, d.producer.message_count);
+        assert_eq!(s.consumer.name, d.consumer.name);
+        assert_eq!(s.consumer.offset, d.consumer.offset);
+        assert_eq!(s.tracker.store_every_messages, d.tracker.store_every_messages);
+        assert_eq!(s.tracker.store_every, d.tracker.store_every);
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let f = file_with(
+            r#"
+            [broker]
+            host = "h"
+            port = 1234
+            password = "s3cret"
+            [stream]
+            name = "s"
+            max_age = "1h"
+            max_segment_size_bytes = 500000
+            [producer]
+            message_count = 7
+            [consumer]
+            name = "c"
+            offset = 42
+            [tracker]
+            store_every_messages = 0
+            store_every = "250ms"
+            "#,
+        );
+        let s = Settings::load(Some(f.path())).unwrap();
+        assert_eq!(s.broker.endpoint(), "h:1234");
+        assert_eq!(s.broker.password.expose(), "s3cret");
+        assert_eq!(s.stream.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(s.stream.max_segment_size_bytes, Some(500_000));
+        assert_eq!(s.producer.message_count, 7);
+        assert_eq!(s.consumer.offset, OffsetSpec::Offset(42));
+        assert_eq!(s.tracker.store_every_messages, 0);
+        assert_eq!(s.tracker.store_every, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_bad_specs_name_the_key() {
+        let cases = [
+            ("[tracker]\nstore_every_mesages = 5\n", "store_every_mesages"),
+            ("[brokr]\nhost = \"x\"\n", "brokr"),
+            ("[broker]\nport = \"many\"\n", "port"),
+            ("[tracker]\nstore_every = \"soon\"\n", "store_every"),
+            ("[consumer]\noffset = \"fist\"\n", "offset"),
+            ("[consumer]\nname = \"\"\n", "consumer.name"),
+            ("[producer]\nmessage_count = 0\n", "producer.message_count"),
+            ("[broker\n", "config"),
+        ];
+        for (text, key) in cases {
+            let f = file_with(text);
+            let err = Settings::load(Some(f.path())).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err:?}, which does not name {key}");
+        }
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/x.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let f = file_with("[broker]\npassword = \"hunter2\"\n");
+        let s = Settings::load(Some(f.path())).unwrap();
+        let shown = format!("{s:?} {}", s.broker.password);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+}

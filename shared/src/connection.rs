@@ -1,0 +1,132 @@
+//! Reaching the broker: environments and plain clients with a connect deadline, the stream's
+//! creation, and the stored-offset query with the resume rule's three outcomes.
+
+use std::future::Future;
+
+use rabbitmq_stream_client::error::{ClientError, StreamCreateError};
+use rabbitmq_stream_client::types::{ByteCapacity, ResponseCode};
+use rabbitmq_stream_client::{Client, ClientOptions, Environment};
+
+use crate::config::{BrokerSettings, StreamSettings};
+use crate::error::{describe_client_error, describe_code, Error, Result};
+
+/// Runs a connection attempt under the configured deadline.
+async fn within_deadline<T>(
+    broker: &BrokerSettings,
+    attempt: impl Future<Output = std::result::Result<T, ClientError>>,
+) -> Result<T> {
+    match tokio::time::timeout(broker.connect_timeout, attempt).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(Error::Connect {
+            endpoint: broker.endpoint(),
+            reason: describe_client_error(&err),
+        }),
+        Err(_) => Err(Error::Connect {
+            endpoint: broker.endpoint(),
+            reason: format!(
+                "no answer within {} (broker.connect_timeout)",
+                humantime::format_duration(broker.connect_timeout)
+            ),
+        }),
+    }
+}
+
+fn heartbeat_secs(broker: &BrokerSettings) -> u32 {
+    u32::try_from(broker.heartbeat.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// An environment for building producers and consumers; fails fast with a clear reason when the
+/// broker cannot be reached or refuses the credentials.
+pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Result<Environment> {
+    let builder = Environment::builder()
+        .host(&broker.host)
+        .port(broker.port)
+        .username(&broker.username)
+        .password(broker.password.expose())
+        .virtual_host(&broker.virtual_host)
+        .heartbeat(heartbeat_secs(broker))
+        .client_provided_name(connection_name);
+    within_deadline(broker, builder.build()).await
+}
+
+/// A plain client on a connection of its own (the tracker's store connection, admin queries).
+pub async fn client(broker: &BrokerSettings, connection_name: &str) -> Result<Client> {
+    let options = ClientOptions::builder()
+        .host(&broker.host)
+        .port(broker.port)
+        .user(&broker.username)
+        .password(broker.password.expose())
+        .v_host(&broker.virtual_host)
+        .heartbeat(heartbeat_secs(broker))
+        .client_provided_name(connection_name.to_owned())
+        .build();
+    within_deadline(broker, Client::connect(options)).await
+}
+
+/// Creates the stream with the configured retention; an existing stream is fine.
+pub async fn ensure_stream(environment: &Environment, stream: &StreamSettings) -> Result<()> {
+    let mut creator = environment
+        .stream_creator()
+        .max_length(ByteCapacity::B(stream.max_length_bytes));
+    if let Some(age) = stream.max_age {
+        creator = creator.max_age(age);
+    }
+    if let Some(size) = stream.max_segment_size_bytes {
+        creator = creator.max_segment_size(ByteCapacity::B(size));
+    }
+    match creator.create(&stream.name).await {
+        Ok(()) => Ok(()),
+        Err(StreamCreateError::Create {
+            status: ResponseCode::StreamAlreadyExists,
+            ..
+        }) => Ok(()),
+        Err(StreamCreateError::Create { stream, status }) => {
+            Err(Error::StreamCreate { stream, code: status })
+        }
+        Err(StreamCreateError::Client(err)) => Err(Error::Broker {
+            what: "cannot create the stream",
+            stream: stream.name.clone(),
+            reason: describe_client_error(&err),
+        }),
+    }
+}
+
+/// Whether the stream exists, asked over `client`'s connection.
+pub async fn stream_exists(client: &Client, stream: &str) -> Result<bool> {
+    let metadata = client
+        .metadata(vec![stream.to_owned()])
+        .await
+        .map_err(|err| Error::Broker {
+            what: "cannot read the stream's metadata",
+            stream: stream.to_owned(),
+            reason: describe_client_error(&err),
+        })?;
+    // A missing stream comes back with an error code and no known leader, so no entry at all.
+    Ok(metadata
+        .get(stream)
+        .is_some_and(|m| m.response_code == ResponseCode::Ok))
+}
+
+/// The offset stored for `consumer` on `stream`: `Ok(None)` when none is stored; any other
+/// failure (network, missing stream, permissions) is an error, never silently "start at 0".
+pub async fn stored_offset(client: &Client, consumer: &str, stream: &str) -> Result<Option<u64>> {
+    match client.query_offset(consumer.to_owned(), stream).await {
+        Ok(offset) => Ok(Some(offset)),
+        Err(ClientError::RequestError(ResponseCode::OffsetNotFound)) => Ok(None),
+        Err(ClientError::RequestError(ResponseCode::StreamDoesNotExist)) => {
+            Err(Error::StreamNotFound {
+                stream: stream.to_owned(),
+            })
+        }
+        Err(ClientError::RequestError(code)) => Err(Error::QueryOffset {
+            consumer: consumer.to_owned(),
+            stream: stream.to_owned(),
+            reason: describe_code(&code),
+        }),
+        Err(err) => Err(Error::QueryOffset {
+            consumer: consumer.to_owned(),
+            stream: stream.to_owned(),
+            reason: describe_client_error(&err),
+        }),
+    }
+}

@@ -1,0 +1,142 @@
+//! The one error type of the workspace: each variant names what went wrong and, where it helps,
+//! what to do about it.
+
+use rabbitmq_stream_client::error::ClientError;
+use rabbitmq_stream_client::types::ResponseCode;
+
+/// Result with the workspace's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot be read or makes no sense.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// No connection could be opened to the broker.
+    #[error("cannot connect to the broker at {endpoint}: {reason}")]
+    Connect {
+        /// `host:port`
+        endpoint: String,
+        /// What the client or the broker said, in words.
+        reason: String,
+    },
+
+    /// The broker refused to create the stream.
+    #[error("cannot create stream '{stream}': the broker answered {code:?}")]
+    StreamCreate {
+        /// The stream.
+        stream: String,
+        /// The broker's response code.
+        code: ResponseCode,
+    },
+
+    /// The stream does not exist (or was deleted).
+    #[error("stream '{stream}' does not exist")]
+    StreamNotFound {
+        /// The stream.
+        stream: String,
+    },
+
+    /// Querying the stored offset failed for a reason other than "none stored".
+    #[error("cannot query the stored offset of consumer '{consumer}' on stream '{stream}': {reason}")]
+    QueryOffset {
+        /// The consumer's name.
+        consumer: String,
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Storing an offset failed.
+    #[error("cannot store offset {offset} for consumer '{consumer}' on stream '{stream}': {reason}")]
+    StoreOffset {
+        /// The consumer's name.
+        consumer: String,
+        /// The stream.
+        stream: String,
+        /// The offset that was not stored.
+        offset: u64,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Creating a producer or a consumer, or talking to the broker afterwards, failed.
+    #[error("{what} on stream '{stream}': {reason}")]
+    Broker {
+        /// What we were doing.
+        what: &'static str,
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Some published messages were not confirmed by the broker.
+    #[error("{unconfirmed} of {total} messages were not confirmed by the broker ({reason})")]
+    NotConfirmed {
+        /// How many were not confirmed.
+        unconfirmed: u64,
+        /// How many were published.
+        total: u64,
+        /// Why we stopped waiting.
+        reason: String,
+    },
+
+    /// The consumer's subscription ended before the marker arrived.
+    #[error("consuming stream '{stream}' stopped before the marker: {reason}")]
+    ConsumeStopped {
+        /// The stream.
+        stream: String,
+        /// What happened.
+        reason: String,
+    },
+
+    /// An actor went away before answering (a bug, or a shutdown race).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Puts a broker response code into words a user can act on.
+pub fn describe_code(code: &ResponseCode) -> String {
+    match code {
+        ResponseCode::AuthenticationFailure | ResponseCode::AuthenticationFailureLoopback => {
+            "authentication failed: check broker.username and broker.password".into()
+        }
+        ResponseCode::VirtualHostAccessFailure => {
+            "access to the virtual host refused: check broker.virtual_host exists and the user may use it".into()
+        }
+        ResponseCode::StreamDoesNotExist => "the stream does not exist".into(),
+        ResponseCode::AccessRefused => "access refused: the user lacks permissions".into(),
+        other => format!("the broker answered {other:?}"),
+    }
+}
+
+/// Puts a client error into words a user can act on.
+pub fn describe_client_error(err: &ClientError) -> String {
+    match err {
+        ClientError::RequestError(code) => describe_code(code),
+        ClientError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: is RabbitMQ running with the stream plugin on that port? \
+             (scripts/broker.sh up starts one)"
+                .into()
+        }
+        ClientError::Io(io) => format!("I/O error: {io}"),
+        ClientError::ConnectionClosed => {
+            "the broker closed the connection (a RabbitMQ older than 3.11, wrong credentials or virtual host?)".into()
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,15 @@
+//! What the producer, the consumer and the tracker share: configuration, the typed messages
+//! their actors exchange, one error type, and how to reach the broker.
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod messages;
+pub mod offset_spec;
+pub mod runtime;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use error::{Error, Result};
+pub use offset_spec::OffsetSpec;

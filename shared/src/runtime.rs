@@ -1,0 +1,48 @@
+//! How a binary runs: an actix system on a multi-threaded tokio runtime (the client's socket tasks
+//! run on the worker threads, the actors on the main thread), a shutdown signal, and one mapping
+//! from the result to the process exit code.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use crate::error::{Error, Result};
+
+/// Runs `main` to completion on a fresh actix system; logs an error and returns its exit code
+/// (0 done, 1 runtime failure, 2 configuration error).
+pub fn run<F>(main: F) -> ExitCode
+where
+    F: Future<Output = Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&Error::Internal(format!("cannot start the runtime: {err}"))),
+    };
+    let system = actix::System::with_tokio_rt(|| runtime);
+    match system.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Reports `err` on stderr and returns its exit code.
+pub fn fail(err: &Error) -> ExitCode {
+    tracing::error!("{err}");
+    ExitCode::from(err.exit_code())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Internal(format!("cannot listen for SIGINT: {e}")))?;
+    tokio::select! {
+        _ = terminate.recv() => Ok("SIGTERM"),
+        _ = interrupt.recv() => Ok("SIGINT"),
+    }
+}
