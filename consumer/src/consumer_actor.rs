@@ -38,6 +38,8 @@ pub struct Outcome {
     pub reached_marker: bool,
     /// The offset the broker holds for this consumer after the final flush.
     pub stored_offset: Option<u64>,
+    /// From the first message received to the last one processed.
+    pub elapsed: std::time::Duration,
 }
 
 /// The tracker, as the consumer sees it: two recipients, no concrete type.
@@ -65,6 +67,7 @@ pub struct ConsumerActor {
     outcome: Outcome,
     unreported: Option<Processed>,
     phase: Phase,
+    first_received_at: Option<std::time::Instant>,
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
@@ -85,6 +88,7 @@ impl ConsumerActor {
             outcome: Outcome::default(),
             unreported: None,
             phase: Phase::Consuming,
+            first_received_at: None,
             done: Some(done),
         }
     }
@@ -95,6 +99,7 @@ impl ConsumerActor {
         if self.outcome.first_offset.is_none() {
             println!("First message received");
             self.outcome.first_offset = Some(offset);
+            self.first_received_at = Some(std::time::Instant::now());
         }
         self.outcome.last_offset = Some(offset);
         self.outcome.messages += 1;
@@ -213,6 +218,9 @@ impl StreamHandler<Batch> for ConsumerActor {
             }
         }
         if processed > 0 {
+            if let Some(started) = self.first_received_at {
+                self.outcome.elapsed = started.elapsed();
+            }
             if let Some(last) = self.outcome.last_offset {
                 if let Err(err) = self.report(last, processed) {
                     failure = failure.or(Some(err));

@@ -10,6 +10,7 @@ use actix::Actor;
 use clap::Parser;
 use shared::config::Settings;
 use shared::error::{describe_client_error, Error, Result};
+use shared::messages::GetStats;
 use shared::{connection, runtime, OffsetSpec};
 use tokio::sync::oneshot;
 use tracker::{BrokerStore, Close, Tracker};
@@ -89,17 +90,27 @@ async fn consume(settings: Settings) -> Result<()> {
     };
     let outcome: Result<Outcome> =
         outcome.unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
+    let stats = tracker.send(GetStats).await.unwrap_or_default();
     let _ = tracker.send(Close).await;
     let outcome = outcome?;
+    let seconds = outcome.elapsed.as_secs_f64();
     tracing::info!(
-        messages = outcome.messages,
-        first_offset = ?outcome.first_offset,
-        last_offset = ?outcome.last_offset,
-        stored_offset = ?outcome.stored_offset,
-        marker = outcome.reached_marker,
-        "consumer stopped"
+        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} marker={}",
+        outcome.messages,
+        outcome.messages as f64 / seconds.max(1e-9),
+        show(outcome.first_offset),
+        show(outcome.last_offset),
+        show(outcome.stored_offset),
+        stats.stores,
+        stats.store_errors,
+        outcome.reached_marker,
     );
     Ok(())
+}
+
+/// An optional offset for the summary line: the number, or `none`.
+fn show(offset: Option<u64>) -> String {
+    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 fn subscribe_error(stream: &str, err: rabbitmq_stream_client::error::ConsumerCreateError) -> Error {

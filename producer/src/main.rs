@@ -62,11 +62,12 @@ async fn produce(settings: Settings) -> Result<()> {
     if !matches!(closed, Ok(Ok(()))) {
         tracing::debug!("the producer did not close cleanly");
     }
+    let seconds = report.elapsed.as_secs_f64();
     tracing::info!(
-        "{} messages confirmed in {:.3}s ({:.0} msg/s)",
+        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} confirmed={}",
         report.confirmed,
-        report.elapsed.as_secs_f64(),
-        report.confirmed as f64 / report.elapsed.as_secs_f64().max(1e-9)
+        report.confirmed as f64 / seconds.max(1e-9),
+        report.confirmed,
     );
     Ok(())
 }
