@@ -49,7 +49,7 @@ async fn consume(settings: Settings) -> Result<()> {
     let stream = settings.stream.name.as_str();
     let environment =
         connection::environment(&settings.broker, &format!("consumer {name}")).await?;
-    connection::ensure_stream(&environment, &settings.stream).await?;
+    connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
 
     // The tracker's own connection: stores never travel on the delivery connection.
     let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
@@ -70,9 +70,12 @@ async fn consume(settings: Settings) -> Result<()> {
         .map_err(|err| subscribe_error(stream, err))?;
     println!("Started consuming");
 
-    let tracker =
-        Tracker::new(BrokerStore::new(store_client, name, stream), &settings.tracker, stored)
-            .start();
+    let tracker = Tracker::new(
+        BrokerStore::new(store_client, name, stream),
+        &settings.tracker,
+        stored,
+    )
+    .start();
     let link = TrackerLink {
         processed: tracker.clone().recipient(),
         flush: tracker.clone().recipient(),
@@ -141,9 +144,18 @@ mod tests {
 
     #[test]
     fn a_stored_offset_wins_and_resumes_right_after_it() {
-        assert_eq!(start_position(Some(0), OffsetSpec::First), OffsetSpec::Offset(1));
-        assert_eq!(start_position(Some(99), OffsetSpec::Next), OffsetSpec::Offset(100));
+        assert_eq!(
+            start_position(Some(0), OffsetSpec::First),
+            OffsetSpec::Offset(1)
+        );
+        assert_eq!(
+            start_position(Some(99), OffsetSpec::Next),
+            OffsetSpec::Offset(100)
+        );
         assert_eq!(start_position(None, OffsetSpec::Last), OffsetSpec::Last);
-        assert_eq!(start_position(None, OffsetSpec::Offset(42)), OffsetSpec::Offset(42));
+        assert_eq!(
+            start_position(None, OffsetSpec::Offset(42)),
+            OffsetSpec::Offset(42)
+        );
     }
 }

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 async fn produce(settings: Settings) -> Result<()> {
     let stream = settings.stream.name.as_str();
     let environment = connection::environment(&settings.broker, "producer").await?;
-    connection::ensure_stream(&environment, &settings.stream).await?;
+    connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
     let producer = environment
         .producer()
         .client_provided_name("producer")

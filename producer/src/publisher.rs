@@ -165,20 +165,29 @@ async fn publish_wave(
 
     while confirmations.settled() < count {
         if producer.is_closed() {
-            return Err(not_confirmed(&confirmations, "the connection was lost".into()));
+            return Err(not_confirmed(
+                &confirmations,
+                "the connection was lost".into(),
+            ));
         }
         let before = confirmations.settled();
         let waited = tokio::time::timeout(timeout, confirmations.changed.notified()).await;
         if waited.is_err() && confirmations.settled() == before {
             return Err(not_confirmed(
                 &confirmations,
-                format!("no confirmation for {} (producer.confirm_timeout)", humantime(timeout)),
+                format!(
+                    "no confirmation for {} (producer.confirm_timeout)",
+                    humantime(timeout)
+                ),
             ));
         }
     }
     let rejected = confirmations.rejected.load(Ordering::Acquire);
     if rejected > 0 {
-        return Err(not_confirmed(&confirmations, format!("the broker rejected {rejected}")));
+        return Err(not_confirmed(
+            &confirmations,
+            format!("the broker rejected {rejected}"),
+        ));
     }
     Ok(WaveReport {
         confirmed: confirmations.confirmed.load(Ordering::Acquire),
@@ -192,7 +201,9 @@ fn humantime(d: Duration) -> String {
 
 fn publish_error(stream: &str, err: &ProducerPublishError) -> String {
     match err {
-        ProducerPublishError::Closed => format!("the producer on '{stream}' was closed (connection lost?)"),
+        ProducerPublishError::Closed => {
+            format!("the producer on '{stream}' was closed (connection lost?)")
+        }
         other => format!("publishing to '{stream}' failed: {other}"),
     }
 }

@@ -237,7 +237,8 @@ impl Settings {
         if self.broker.connect_timeout.is_zero() {
             return invalid("broker.connect_timeout", "must be more than 0s");
         }
-        if self.broker.heartbeat.as_secs() == 0 || self.broker.heartbeat.as_secs() > u32::MAX as u64 {
+        if self.broker.heartbeat.as_secs() == 0 || self.broker.heartbeat.as_secs() > u32::MAX as u64
+        {
             return invalid("broker.heartbeat", "must be at least 1s");
         }
         if self.stream.name.trim().is_empty() {
@@ -293,7 +294,10 @@ mod tests {
         assert_eq!(s.producer.message_count, d.producer.message_count);
         assert_eq!(s.consumer.name, d.consumer.name);
         assert_eq!(s.consumer.offset, d.consumer.offset);
-        assert_eq!(s.tracker.store_every_messages, d.tracker.store_every_messages);
+        assert_eq!(
+            s.tracker.store_every_messages,
+            d.tracker.store_every_messages
+        );
         assert_eq!(s.tracker.store_every, d.tracker.store_every);
     }
 
@@ -333,7 +337,10 @@ mod tests {
     #[test]
     fn unknown_keys_wrong_types_and_bad_specs_name_the_key() {
         let cases = [
-            ("[tracker]\nstore_every_mesages = 5\n", "store_every_mesages"),
+            (
+                "[tracker]\nstore_every_mesages = 5\n",
+                "store_every_mesages",
+            ),
             ("[brokr]\nhost = \"x\"\n", "brokr"),
             ("[broker]\nport = \"many\"\n", "port"),
             ("[tracker]\nstore_every = \"soon\"\n", "store_every"),
@@ -345,7 +352,10 @@ mod tests {
         for (text, key) in cases {
             let f = file_with(text);
             let err = Settings::load(Some(f.path())).unwrap_err().to_string();
-            assert!(err.contains(key), "{text:?} gave {err:?}, which does not name {key}");
+            assert!(
+                err.contains(key),
+                "{text:?} gave {err:?}, which does not name {key}"
+            );
         }
     }
 

@@ -64,7 +64,11 @@ pub async fn client(broker: &BrokerSettings, connection_name: &str) -> Result<Cl
 }
 
 /// Creates the stream with the configured retention; an existing stream is fine.
-pub async fn ensure_stream(environment: &Environment, stream: &StreamSettings) -> Result<()> {
+pub async fn ensure_stream(
+    environment: &Environment,
+    broker: &BrokerSettings,
+    stream: &StreamSettings,
+) -> Result<()> {
     let mut creator = environment
         .stream_creator()
         .max_length(ByteCapacity::B(stream.max_length_bytes));
@@ -80,9 +84,32 @@ pub async fn ensure_stream(environment: &Environment, stream: &StreamSettings) -
             status: ResponseCode::StreamAlreadyExists,
             ..
         }) => Ok(()),
-        Err(StreamCreateError::Create { stream, status }) => {
-            Err(Error::StreamCreate { stream, code: status })
+        Err(StreamCreateError::Create {
+            stream: name,
+            status: ResponseCode::PreconditionFailed,
+        }) => {
+            // The broker's answer when the stream exists with other arguments (retention):
+            // use it as it is rather than refuse to work.
+            let client = client(broker, "stream check").await?;
+            let exists = stream_exists(&client, &name).await;
+            let _ = client.close().await;
+            if exists? {
+                tracing::warn!(
+                    stream = name,
+                    "the stream exists with other settings than [stream] configures; using it as it is"
+                );
+                Ok(())
+            } else {
+                Err(Error::StreamCreate {
+                    stream: name,
+                    code: ResponseCode::PreconditionFailed,
+                })
+            }
         }
+        Err(StreamCreateError::Create { stream, status }) => Err(Error::StreamCreate {
+            stream,
+            code: status,
+        }),
         Err(StreamCreateError::Client(err)) => Err(Error::Broker {
             what: "cannot create the stream",
             stream: stream.name.clone(),

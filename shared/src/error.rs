@@ -40,7 +40,9 @@ pub enum Error {
     },
 
     /// Querying the stored offset failed for a reason other than "none stored".
-    #[error("cannot query the stored offset of consumer '{consumer}' on stream '{stream}': {reason}")]
+    #[error(
+        "cannot query the stored offset of consumer '{consumer}' on stream '{stream}': {reason}"
+    )]
     QueryOffset {
         /// The consumer's name.
         consumer: String,
@@ -51,7 +53,9 @@ pub enum Error {
     },
 
     /// Storing an offset failed.
-    #[error("cannot store offset {offset} for consumer '{consumer}' on stream '{stream}': {reason}")]
+    #[error(
+        "cannot store offset {offset} for consumer '{consumer}' on stream '{stream}': {reason}"
+    )]
     StoreOffset {
         /// The consumer's name.
         consumer: String,

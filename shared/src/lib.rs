@@ -9,6 +9,8 @@ pub mod messages;
 pub mod offset_spec;
 pub mod runtime;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::Settings;
 pub use error::{Error, Result};

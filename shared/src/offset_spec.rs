@@ -138,7 +138,13 @@ mod tests {
 
     #[test]
     fn displays_what_it_parses() {
-        for text in ["first", "last", "next", "7", "timestamp:2026-11-25T11:00:00+00:00"] {
+        for text in [
+            "first",
+            "last",
+            "next",
+            "7",
+            "timestamp:2026-11-25T11:00:00+00:00",
+        ] {
             let spec: OffsetSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
         }

@@ -154,7 +154,11 @@ mod tests {
     fn progress_during_a_store_still_counts() {
         let mut p = Progress::new(every(10), None);
         assert_eq!(p.record(9, 10), Some(9));
-        assert_eq!(p.record(14, 5), Some(14), "a store is still due: nothing acknowledged yet");
+        assert_eq!(
+            p.record(14, 5),
+            Some(14),
+            "a store is still due: nothing acknowledged yet"
+        );
         p.stored(9);
         assert_eq!(p.tick(), Some(14));
         p.stored(14);

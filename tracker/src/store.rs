@@ -40,8 +40,11 @@ impl BrokerStore {
 
 impl OffsetStore for BrokerStore {
     fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
-        let (client, consumer, stream) =
-            (self.client.clone(), self.consumer.clone(), self.stream.clone());
+        let (client, consumer, stream) = (
+            self.client.clone(),
+            self.consumer.clone(),
+            self.stream.clone(),
+        );
         Box::pin(async move {
             // Fire-and-forget at the protocol level: the broker sends no reply to a store.
             client
@@ -57,8 +60,11 @@ impl OffsetStore for BrokerStore {
     }
 
     fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
-        let (client, consumer, stream) =
-            (self.client.clone(), self.consumer.clone(), self.stream.clone());
+        let (client, consumer, stream) = (
+            self.client.clone(),
+            self.consumer.clone(),
+            self.stream.clone(),
+        );
         Box::pin(async move { connection::stored_offset(&client, &consumer, &stream).await })
     }
 

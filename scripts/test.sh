@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a real broker: brings one up first (scripts/broker.sh
+# reuses a broker already answering on localhost:5552, or starts a local RabbitMQ 4.0.5).
+# Works on a fresh Debian machine as root. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/broker.sh up
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace "$@"

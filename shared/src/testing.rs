@@ -1,0 +1,417 @@
+//! Helpers for the workspace's integration tests (feature `testing`): a real broker or a loud
+//! failure, uniquely named streams deleted on drop, publishing and reading with the raw client as
+//! an independent oracle, running our binaries with a deadline, and a proxy that counts the offset
+//! stores that cross the wire.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rabbitmq_stream_client::types::{Message, OffsetSpecification};
+use rabbitmq_stream_client::{Client, Environment};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::BrokerSettings;
+use crate::connection;
+
+/// The broker the tests use: the defaults (localhost:5552, guest/guest).
+pub fn broker() -> BrokerSettings {
+    BrokerSettings::default()
+}
+
+/// Connects to the test broker or panics with how to start one: tests never skip silently.
+pub async fn require_broker() -> Environment {
+    let broker = broker();
+    match connection::environment(&broker, "test").await {
+        Ok(env) => env,
+        Err(err) => panic!(
+            "these tests need a RabbitMQ stream broker at {}: {err}\n\
+             start one with `scripts/broker.sh up` (or run everything with `scripts/test.sh`)",
+            broker.endpoint()
+        ),
+    }
+}
+
+/// A raw client on its own connection.
+pub async fn raw_client() -> Client {
+    require_broker().await;
+    connection::client(&broker(), "test").await.unwrap()
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The wave the producer publishes: `hello0` … `marker{n-1}`.
+pub fn wave_bodies(count: u64) -> impl Iterator<Item = Vec<u8>> {
+    (0..count).map(move |i| {
+        if i + 1 == count {
+            format!("marker{i}").into_bytes()
+        } else {
+            format!("hello{i}").into_bytes()
+        }
+    })
+}
+
+/// A stream created for one test and deleted when it is dropped, even if the test panics.
+pub struct TestStream {
+    pub name: String,
+    env: Environment,
+}
+
+impl TestStream {
+    pub async fn new(prefix: &str) -> Self {
+        let env = require_broker().await;
+        let name = unique(prefix);
+        env.stream_creator().create(&name).await.unwrap();
+        Self { name, env }
+    }
+
+    /// Publishes `bodies` with the raw client and waits until every one is confirmed.
+    pub async fn publish(&self, bodies: impl IntoIterator<Item = Vec<u8>>) -> u64 {
+        publish_raw(&self.env, &self.name, bodies.into_iter().map(Some)).await
+    }
+
+    /// Publishes messages that may have no body (`None`).
+    pub async fn publish_maybe_empty(
+        &self,
+        bodies: impl IntoIterator<Item = Option<Vec<u8>>>,
+    ) -> u64 {
+        publish_raw(&self.env, &self.name, bodies.into_iter()).await
+    }
+
+    /// Publishes the producer's wave of `count` with the raw client.
+    pub async fn publish_wave(&self, count: u64) -> u64 {
+        self.publish(wave_bodies(count)).await
+    }
+
+    /// Every message now in the stream, as (offset, body), read with the raw client from the start
+    /// until nothing more arrives for a second.
+    pub async fn read_all(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut consumer = self
+            .env
+            .consumer()
+            .offset(OffsetSpecification::First)
+            .build(&self.name)
+            .await
+            .unwrap();
+        let mut out = vec![];
+        while let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
+        {
+            let d = delivery.unwrap();
+            out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
+        }
+        let _ = consumer.handle().close().await;
+        out
+    }
+
+    /// The offset stored for `consumer`, if any.
+    pub async fn stored_offset(&self, consumer: &str) -> Option<u64> {
+        let client = raw_client().await;
+        let stored = connection::stored_offset(&client, consumer, &self.name)
+            .await
+            .unwrap();
+        let _ = client.close().await;
+        stored
+    }
+
+    /// Stores `offset` for `consumer`, as an earlier run would have.
+    pub async fn store_offset(&self, consumer: &str, offset: u64) {
+        let client = raw_client().await;
+        client
+            .store_offset(consumer, &self.name, offset)
+            .await
+            .unwrap();
+        // The store has no reply: a query on the same connection is answered after it.
+        let stored = connection::stored_offset(&client, consumer, &self.name)
+            .await
+            .unwrap();
+        assert_eq!(stored, Some(offset));
+        let _ = client.close().await;
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let (env, name) = (self.env.clone(), self.name.clone());
+        // Drop cannot await: delete on a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), env.delete_stream(&name)).await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn publish_raw(
+    env: &Environment,
+    stream: &str,
+    bodies: impl Iterator<Item = Option<Vec<u8>>>,
+) -> u64 {
+    let producer = env.producer().build(stream).await.unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let confirmed = Arc::new(AtomicU64::new(0));
+    for body in bodies {
+        let message = match body {
+            Some(body) => Message::builder().body(body).build(),
+            None => Message::builder().build(),
+        };
+        sent.fetch_add(1, Ordering::Relaxed);
+        let confirmed = confirmed.clone();
+        producer
+            .send(message, move |status| {
+                let confirmed = confirmed.clone();
+                async move {
+                    assert!(
+                        status.unwrap().confirmed(),
+                        "the broker rejected a test message"
+                    );
+                    confirmed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while confirmed.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "test messages were not confirmed in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    producer.close().await.unwrap();
+    sent.load(Ordering::Relaxed)
+}
+
+/// One of our binaries, with no `OFFSET_TRACKING__…` variable inherited from the caller's shell
+/// and no config file (the working directory is the temp dir), so only what the test sets applies.
+pub fn our_binary(path: &str) -> Command {
+    let mut cmd = Command::new(path);
+    for (key, _) in std::env::vars() {
+        if key.starts_with(crate::config::ENV_PREFIX) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(std::env::temp_dir())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion, killing it (and failing the test) after `limit`.
+pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Output {
+    Running::spawn(cmd).finish(limit)
+}
+
+/// The `key=value` fields of the `summary:` line a binary printed on stderr.
+pub fn summary_field(stderr: &str, key: &str) -> Option<String> {
+    let line = stderr.lines().rev().find(|l| l.contains("summary:"))?;
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+/// A binary running in the background, its stdout lines collected as they come.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut buf = vec![];
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        Self {
+            child,
+            lines,
+            seen: vec![],
+            stderr,
+        }
+    }
+
+    /// Waits for a stdout line containing `text`; panics after `limit`.
+    pub fn wait_for_line(&mut self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no stdout line with {text:?} within {limit:?}; saw {:?}",
+                        self.seen
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit (killing it after `limit`); returns its output.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stderr = String::from_utf8_lossy(&self.stderr.join().unwrap()).into_owned();
+                panic!("the process did not exit within {limit:?}; stderr:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        let stdout: String = self.seen.iter().map(|line| format!("{line}\n")).collect();
+        Output {
+            status,
+            stdout: stdout.into_bytes(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
+/// A TCP proxy in front of the broker that counts the StoreOffset commands clients send through it.
+pub struct StoreCountingProxy {
+    pub port: u16,
+    stores: Arc<AtomicU64>,
+}
+
+/// The stream protocol's StoreOffset command key.
+const COMMAND_STORE_OFFSET: u16 = 10;
+
+impl StoreCountingProxy {
+    /// Starts the proxy on a thread and runtime of its own, so that a test blocked waiting for a
+    /// child process does not stall it.
+    pub fn start() -> Self {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let stores = Arc::new(AtomicU64::new(0));
+        let counter = stores.clone();
+        let upstream = broker().endpoint();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).unwrap();
+                while let Ok((client, _)) = listener.accept().await {
+                    let counter = counter.clone();
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        let Ok(server) = TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (mut server_read, mut server_write) = server.into_split();
+                        let to_server = async move {
+                            // Frames: u32 length, then u16 command key, u16 version, payload.
+                            loop {
+                                let mut len = [0u8; 4];
+                                if client_read.read_exact(&mut len).await.is_err() {
+                                    break;
+                                }
+                                // Forward the frame in one write, length prefix included.
+                                let size = u32::from_be_bytes(len) as usize;
+                                let mut frame = vec![0u8; 4 + size];
+                                frame[..4].copy_from_slice(&len);
+                                if client_read.read_exact(&mut frame[4..]).await.is_err() {
+                                    break;
+                                }
+                                if size >= 2
+                                    && u16::from_be_bytes([frame[4], frame[5]]) & 0x7fff
+                                        == COMMAND_STORE_OFFSET
+                                {
+                                    counter.fetch_add(1, Ordering::Relaxed);
+                                }
+                                if server_write.write_all(&frame).await.is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = server_write.shutdown().await;
+                        };
+                        let to_client = async move {
+                            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                            let _ = client_write.shutdown().await;
+                        };
+                        tokio::join!(to_server, to_client);
+                    });
+                }
+            })
+        });
+        Self { port, stores }
+    }
+
+    /// StoreOffset commands seen so far.
+    pub fn stores(&self) -> u64 {
+        self.stores.load(Ordering::Relaxed)
+    }
+}

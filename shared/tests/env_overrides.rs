@@ -1,0 +1,39 @@
+//! `OFFSET_TRACKING__<SECTION>__<KEY>` overrides the file, for one key of each section.
+//! (Its own test binary: it changes the process environment.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use shared::{OffsetSpec, Settings};
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(
+        b"[broker]\nport = 1111\n[stream]\nname = \"from-file\"\n[producer]\nmessage_count = 5\n\
+          [consumer]\noffset = \"last\"\n[tracker]\nstore_every_messages = 3\n",
+    )
+    .unwrap();
+    let overrides = [
+        ("OFFSET_TRACKING__BROKER__PORT", "2222"),
+        ("OFFSET_TRACKING__STREAM__NAME", "from-env"),
+        ("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT", "6"),
+        (
+            "OFFSET_TRACKING__CONSUMER__OFFSET",
+            "timestamp:1970-01-01T00:00:02Z",
+        ),
+        ("OFFSET_TRACKING__TRACKER__STORE_EVERY", "2s"),
+    ];
+    for (key, value) in overrides {
+        std::env::set_var(key, value);
+    }
+    let s = Settings::load(Some(file.path())).unwrap();
+    assert_eq!(s.broker.port, 2222);
+    assert_eq!(s.stream.name, "from-env");
+    assert_eq!(s.producer.message_count, 6);
+    assert_eq!(s.consumer.offset, OffsetSpec::Timestamp(2000));
+    assert_eq!(s.tracker.store_every, Duration::from_secs(2));
+    // Keys the environment does not name come from the file.
+    assert_eq!(s.tracker.store_every_messages, 3);
+}
