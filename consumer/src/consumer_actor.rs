@@ -2,28 +2,91 @@
 //! `ready_chunks`), processes them — the tutorial's work: count, first and last offset, stop at
 //! the marker — and reports each processed batch to the tracker with one message.
 //!
-//! Reports go out with `try_send`: when the tracker's bounded mailbox is full, the report is kept
-//! and merged into the next one, so the tracker can neither slow consumption nor grow memory.
+//! - Reports go out with `try_send`: when the tracker's bounded mailbox is full, the report is
+//!   kept and merged into the next one, so the tracker neither slows consumption nor grows memory.
+//! - Crash bound: with the count trigger on, the actor never runs more than
+//!   `store_every_messages + MAX_BATCH` processed messages ahead of the tracker's last store; if it
+//!   would, it waits for the store (this only happens when stores fall behind).
+//! - When the subscription ends or fails without the marker (connection lost, broker restart), it
+//!   subscribes again with backoff, right after the last *processed* offset, until
+//!   `consumer.reconnect_timeout` runs out.
+//! - When no delivery arrives for a while, it checks that the stream still exists (the client
+//!   ignores the broker's "stream deleted" notice and would wait forever).
+
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::StreamExt;
-use rabbitmq_stream_client::error::ConsumerDeliveryError;
+use rabbitmq_stream_client::error::{ConsumerCreateError, ConsumerDeliveryError};
 use rabbitmq_stream_client::types::Delivery;
-use rabbitmq_stream_client::{Consumer, ConsumerHandle};
-use shared::error::{Error, Result};
-use shared::messages::{Flush, Processed};
-use tokio::sync::oneshot;
+use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
+use shared::config::BrokerSettings;
+use shared::error::{describe_client_error, describe_code, Error, Result};
+use shared::messages::{Flush, Processed, StoredProgress};
+use shared::{connection, OffsetSpec};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Most deliveries handled as one batch (and reported with one [`Processed`]).
-const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 512;
 
-/// How long closing the subscription may take before we stop waiting for the broker.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long closing a subscription may take before we stop waiting for the broker.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Stop consuming: flush the tracker and close the subscription (SIGINT, SIGTERM).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+/// After this long without a delivery, check that the stream still exists.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// First and longest pause between reconnection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// What the actor needs to subscribe, and to subscribe again.
+#[derive(Clone)]
+pub struct Subscription {
+    /// Builds consumers.
+    pub environment: Environment,
+    /// For the stream-existence check.
+    pub broker: BrokerSettings,
+    /// The consumer's name.
+    pub name: String,
+    /// The stream.
+    pub stream: String,
+    /// Where the first subscription attached.
+    pub start: OffsetSpec,
+    /// How long to keep trying to subscribe again after a loss.
+    pub reconnect_timeout: Duration,
+    /// The tracker's count trigger (0: off), for the crash bound.
+    pub store_every_messages: u64,
+}
+
+impl Subscription {
+    /// Attaches a named consumer at `position`.
+    pub async fn subscribe(&self, position: OffsetSpec) -> Result<Consumer> {
+        self.environment
+            .consumer()
+            .name(&self.name)
+            .offset(position.to_client())
+            .client_provided_name(&format!("consumer {}", self.name))
+            .build(&self.stream)
+            .await
+            .map_err(|err| subscribe_error(&self.stream, err))
+    }
+}
+
+fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
+    let reason = match err {
+        ConsumerCreateError::StreamDoesNotExist { stream } => {
+            return Error::StreamNotFound { stream }
+        }
+        ConsumerCreateError::Create { status, .. } => describe_code(&status),
+        ConsumerCreateError::Client(err) => describe_client_error(&err),
+        other => other.to_string(),
+    };
+    Error::Broker {
+        what: "cannot subscribe",
+        stream: stream.to_owned(),
+        reason,
+    }
+}
 
 /// What a run did, sent once when the actor stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,58 +102,104 @@ pub struct Outcome {
     /// The offset the broker holds for this consumer after the final flush.
     pub stored_offset: Option<u64>,
     /// From the first message received to the last one processed.
-    pub elapsed: std::time::Duration,
+    pub elapsed: Duration,
+    /// Times the subscription was lost and made again.
+    pub reconnects: u64,
 }
 
-/// The tracker, as the consumer sees it: two recipients, no concrete type.
+/// The tracker, as the consumer sees it: recipients and a progress signal, no concrete type.
 #[derive(Clone)]
 pub struct TrackerLink {
     /// Where processed batches go.
     pub processed: Recipient<Processed>,
     /// Where flush requests go.
     pub flush: Recipient<Flush>,
+    /// What the tracker has stored.
+    pub stored: watch::Receiver<StoredProgress>,
 }
 
-type Batch = Vec<std::result::Result<Delivery, ConsumerDeliveryError>>;
+type Delivered = std::result::Result<Delivery, ConsumerDeliveryError>;
 
+/// A batch from subscription number `.0`; `None` when that subscription ended.
+type Item = (u64, Option<Vec<Delivered>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Consuming,
+    Reconnecting,
     Finishing,
 }
 
 /// See the module documentation.
 pub struct ConsumerActor {
-    stream: String,
-    subscription: Option<Consumer>,
+    subscription: Subscription,
+    initial: Option<Consumer>,
+    epoch: u64,
     handle: Option<ConsumerHandle>,
     tracker: TrackerLink,
+    shutdown: CancellationToken,
     outcome: Outcome,
     unreported: Option<Processed>,
     phase: Phase,
-    first_received_at: Option<std::time::Instant>,
+    first_received_at: Option<Instant>,
+    last_delivery_at: Instant,
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
 impl ConsumerActor {
-    /// An actor consuming `subscription` (already attached to `stream`), reporting to `tracker`,
-    /// and answering on `done` when it stops.
+    /// An actor consuming `initial` (already attached as `subscription` says), reporting to
+    /// `tracker`, stopping when `shutdown` is cancelled, and answering on `done` when it stops.
     pub fn new(
-        stream: impl Into<String>,
-        subscription: Consumer,
+        subscription: Subscription,
+        initial: Consumer,
         tracker: TrackerLink,
+        shutdown: CancellationToken,
         done: oneshot::Sender<Result<Outcome>>,
     ) -> Self {
         Self {
-            stream: stream.into(),
-            handle: Some(subscription.handle()),
-            subscription: Some(subscription),
+            subscription,
+            initial: Some(initial),
+            epoch: 0,
+            handle: None,
             tracker,
+            shutdown,
             outcome: Outcome::default(),
             unreported: None,
             phase: Phase::Consuming,
             first_received_at: None,
+            last_delivery_at: Instant::now(),
             done: Some(done),
         }
+    }
+
+    /// Feeds `consumer`'s deliveries into this actor, tagged so that a stale subscription's
+    /// leftovers are recognised after a reconnect.
+    fn attach(&mut self, consumer: Consumer, ctx: &mut Context<Self>) {
+        self.epoch += 1;
+        self.handle = Some(consumer.handle());
+        self.phase = Phase::Consuming;
+        self.last_delivery_at = Instant::now();
+        let epoch = self.epoch;
+        let batches = consumer
+            .ready_chunks(MAX_BATCH)
+            .map(move |batch| (epoch, Some(batch)))
+            .chain(futures::stream::once(async move { (epoch, None) }));
+        ctx.add_stream(batches);
+    }
+
+    /// Where to attach again: right after the last processed message, or where we first did.
+    fn resume_position(&self) -> OffsetSpec {
+        match self.outcome.last_offset {
+            Some(offset) => OffsetSpec::Offset(offset + 1),
+            None => self.subscription.start,
+        }
+    }
+
+    /// Processed messages not yet covered by a store the tracker made.
+    fn ahead_of_store(&self) -> u64 {
+        self.outcome
+            .messages
+            .saturating_sub(self.tracker.stored.borrow().processed)
     }
 
     /// The tutorial's processing of one message; returns whether it is the marker.
@@ -99,7 +208,7 @@ impl ConsumerActor {
         if self.outcome.first_offset.is_none() {
             println!("First message received");
             self.outcome.first_offset = Some(offset);
-            self.first_received_at = Some(std::time::Instant::now());
+            self.first_received_at = Some(Instant::now());
         }
         self.outcome.last_offset = Some(offset);
         self.outcome.messages += 1;
@@ -110,16 +219,91 @@ impl ConsumerActor {
             .is_some_and(|body| body.starts_with(b"marker"))
     }
 
+    /// Handles one batch, unless the crash bound says to wait for the tracker first.
+    fn take_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+        let every = self.subscription.store_every_messages;
+        let limit = every + MAX_BATCH as u64;
+        let size = batch.len() as u64;
+        if every == 0 || self.ahead_of_store() + size <= limit {
+            self.process_batch(batch, ctx);
+            return;
+        }
+        // Stores fell behind: hand over what is unreported and wait until the tracker catches up.
+        let pending = self.unreported.take();
+        let tracker = self.tracker.clone();
+        let processed = self.outcome.messages;
+        let shutdown = self.shutdown.clone();
+        let caught_up = async move {
+            if let Some(report) = pending {
+                let _ = tracker.processed.send(report).await;
+            }
+            let mut stored = tracker.stored.clone();
+            tokio::select! {
+                _ = stored.wait_for(|s| processed.saturating_sub(s.processed) + size <= limit) => true,
+                _ = shutdown.cancelled() => false,
+            }
+        };
+        ctx.wait(
+            caught_up
+                .into_actor(self)
+                .map(move |caught_up, actor, ctx| {
+                    if caught_up {
+                        actor.process_batch(batch, ctx);
+                    } else {
+                        actor.finish(None, ctx);
+                    }
+                }),
+        );
+    }
+
+    fn process_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+        let first_before = self.outcome.messages;
+        let mut marker = false;
+        let mut failure = None;
+        for item in &batch {
+            match item {
+                Ok(delivery) => {
+                    if self.process(delivery) {
+                        marker = true;
+                        break;
+                    }
+                }
+                Err(err) => {
+                    failure = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        let processed = self.outcome.messages - first_before;
+        if processed > 0 {
+            self.last_delivery_at = Instant::now();
+            if let Some(started) = self.first_received_at {
+                self.outcome.elapsed = started.elapsed();
+            }
+            if let Some(last) = self.outcome.last_offset {
+                tracing::debug!(target: "consumer::processed", last, count = processed, "processed");
+                if let Err(err) = self.report(last, processed) {
+                    return self.finish(Some(err), ctx);
+                }
+            }
+        }
+        if marker {
+            println!(
+                "Done consuming first_offset: {} last_offset: {}",
+                self.outcome.first_offset.unwrap_or_default(),
+                self.outcome.last_offset.unwrap_or_default()
+            );
+            self.outcome.reached_marker = true;
+            self.finish(None, ctx);
+        } else if let Some(reason) = failure {
+            self.reconnect(format!("delivery failed: {reason}"), ctx);
+        }
+    }
+
     /// Hands the processed batch to the tracker without ever waiting for it.
     fn report(&mut self, offset: u64, count: u64) -> Result<()> {
-        let report = match self.unreported.take() {
-            Some(earlier) => Processed {
-                offset,
-                count: earlier.count + count,
-            },
-            None => Processed { offset, count },
-        };
-        match self.tracker.processed.try_send(report) {
+        let count = count + self.unreported.take().map_or(0, |earlier| earlier.count);
+        match self.tracker.processed.try_send(Processed { offset, count }) {
             Ok(()) => Ok(()),
             Err(SendError::Full(report)) => {
                 self.unreported = Some(report);
@@ -129,16 +313,122 @@ impl ConsumerActor {
         }
     }
 
+    /// The subscription is gone without the marker: subscribe again after the last processed
+    /// message, with backoff, until the deadline.
+    fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Consuming {
+            return;
+        }
+        self.phase = Phase::Reconnecting;
+        self.outcome.reconnects += 1;
+        if let Some(old) = self.handle.take() {
+            // The old subscription may be half-alive: close it, never wait for it.
+            actix::spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, old.close()).await;
+            });
+        }
+        let position = self.resume_position();
+        tracing::warn!("subscription lost ({reason}); subscribing again at {position}");
+        let subscription = self.subscription.clone();
+        let shutdown = self.shutdown.clone();
+        let retry = async move {
+            let deadline = Instant::now() + subscription.reconnect_timeout;
+            let mut pause = BACKOFF.0;
+            loop {
+                let attempt = tokio::select! {
+                    attempt = subscription.subscribe(position) => attempt,
+                    _ = shutdown.cancelled() => return Ok(None),
+                };
+                let err = match attempt {
+                    Ok(consumer) => return Ok(Some(consumer)),
+                    Err(err @ Error::StreamNotFound { .. }) => return Err(err),
+                    Err(err) => err,
+                };
+                if Instant::now() + pause > deadline {
+                    return Err(Error::ConsumeStopped {
+                        stream: subscription.stream.clone(),
+                        reason: format!(
+                            "gave up subscribing again after {} (consumer.reconnect_timeout): {err}",
+                            humantime::format_duration(subscription.reconnect_timeout)
+                        ),
+                    });
+                }
+                tracing::info!(
+                    "{err}; trying again in {}",
+                    humantime::format_duration(pause)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                pause = (pause * 2).min(BACKOFF.1);
+            }
+        };
+        ctx.wait(
+            retry
+                .into_actor(self)
+                .map(move |result, actor, ctx| match result {
+                    Ok(Some(consumer)) => {
+                        tracing::info!("subscribed again at {position}");
+                        actor.attach(consumer, ctx);
+                    }
+                    Ok(None) => {
+                        actor.phase = Phase::Consuming;
+                        actor.finish(None, ctx);
+                    }
+                    Err(err) => {
+                        actor.phase = Phase::Consuming;
+                        actor.finish(Some(err), ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Idle for a while: is the stream still there?
+    fn check_stream(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Consuming || self.last_delivery_at.elapsed() < IDLE_CHECK {
+            return;
+        }
+        self.last_delivery_at = Instant::now();
+        let subscription = self.subscription.clone();
+        let check = async move {
+            let client = connection::client(&subscription.broker, "stream check").await?;
+            let exists = connection::stream_exists(&client, &subscription.stream).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
+            exists
+        };
+        ctx.spawn(
+            check
+                .into_actor(self)
+                .map(|exists, actor, ctx| match exists {
+                    Ok(false) => {
+                        let err = Error::ConsumeStopped {
+                            stream: actor.subscription.stream.clone(),
+                            reason: "the stream was deleted".into(),
+                        };
+                        actor.finish(Some(err), ctx);
+                    }
+                    Ok(true) => {}
+                    // A broker we cannot reach now: the subscription's own failure will tell.
+                    Err(err) => tracing::debug!("stream check: {err}"),
+                }),
+        );
+    }
+
     /// Stops consuming: flushes the tracker (which confirms the store), closes the subscription,
     /// and answers `done` with `failure` or the outcome.
     fn finish(&mut self, failure: Option<Error>, ctx: &mut Context<Self>) {
-        if matches!(self.phase, Phase::Finishing) {
+        if self.phase == Phase::Finishing {
             return;
         }
         self.phase = Phase::Finishing;
         let pending = self.unreported.take();
         let tracker = self.tracker.clone();
         let handle = self.handle.take();
+        let stream_gone = matches!(
+            failure,
+            Some(Error::ConsumeStopped { .. } | Error::StreamNotFound { .. })
+        );
         let work = async move {
             // The last report may still sit here if the mailbox was full: deliver it first.
             if let Some(report) = pending {
@@ -148,11 +438,15 @@ impl ConsumerActor {
                     .await
                     .map_err(|_| Error::Internal("the tracker stopped".into()))?;
             }
-            let stored = tracker
-                .flush
-                .send(Flush)
-                .await
-                .map_err(|_| Error::Internal("the tracker stopped".into()))?;
+            let stored = if stream_gone {
+                Ok(None)
+            } else {
+                tracker
+                    .flush
+                    .send(Flush)
+                    .await
+                    .map_err(|_| Error::Internal("the tracker stopped".into()))?
+            };
             if let Some(handle) = handle {
                 // A dead connection cannot be closed cleanly; that does not undo the flush.
                 match tokio::time::timeout(CLOSE_TIMEOUT, handle.close()).await {
@@ -165,8 +459,7 @@ impl ConsumerActor {
         };
         ctx.wait(work.into_actor(self).map(move |stored, actor, ctx| {
             let result = match (failure, stored) {
-                (Some(err), _) => Err(err),
-                (None, Err(err)) => Err(err),
+                (Some(err), _) | (None, Err(err)) => Err(err),
                 (None, Ok(stored)) => {
                     actor.outcome.stored_offset = stored;
                     Ok(actor.outcome.clone())
@@ -184,78 +477,36 @@ impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(subscription) = self.subscription.take() {
-            ctx.add_stream(subscription.ready_chunks(MAX_BATCH));
+        if let Some(consumer) = self.initial.take() {
+            self.attach(consumer, ctx);
         }
+        let shutdown = self.shutdown.clone();
+        ctx.spawn(
+            async move { shutdown.cancelled().await }
+                .into_actor(self)
+                .map(|(), actor, ctx| {
+                    tracing::info!("shutting down: storing the last processed offset");
+                    actor.finish(None, ctx);
+                }),
+        );
+        ctx.run_interval(IDLE_CHECK, |actor, ctx| actor.check_stream(ctx));
     }
 }
 
-impl StreamHandler<Batch> for ConsumerActor {
-    fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
-        if !matches!(self.phase, Phase::Consuming) {
-            // Deliveries after the marker or a shutdown are not processed, so not stored.
+impl StreamHandler<Item> for ConsumerActor {
+    fn handle(&mut self, (epoch, batch): Item, ctx: &mut Self::Context) {
+        // Leftovers of an earlier subscription, or anything after the marker or a shutdown, are
+        // not processed, so not stored.
+        if epoch != self.epoch || self.phase != Phase::Consuming {
             return;
         }
-        let mut processed = 0u64;
-        let mut marker = false;
-        let mut failure = None;
-        for item in &batch {
-            match item {
-                Ok(delivery) => {
-                    processed += 1;
-                    if self.process(delivery) {
-                        marker = true;
-                        break;
-                    }
-                }
-                Err(err) => {
-                    failure = Some(Error::ConsumeStopped {
-                        stream: self.stream.clone(),
-                        reason: format!("delivery failed: {err}"),
-                    });
-                    break;
-                }
-            }
-        }
-        if processed > 0 {
-            if let Some(started) = self.first_received_at {
-                self.outcome.elapsed = started.elapsed();
-            }
-            if let Some(last) = self.outcome.last_offset {
-                if let Err(err) = self.report(last, processed) {
-                    failure = failure.or(Some(err));
-                }
-            }
-        }
-        if marker {
-            println!(
-                "Done consuming first_offset: {} last_offset: {}",
-                self.outcome.first_offset.unwrap_or_default(),
-                self.outcome.last_offset.unwrap_or_default()
-            );
-            self.outcome.reached_marker = true;
-            self.finish(failure, ctx);
-        } else if failure.is_some() {
-            self.finish(failure, ctx);
+        match batch {
+            Some(batch) => self.take_batch(batch, ctx),
+            None => self.reconnect("the broker connection ended".into(), ctx),
         }
     }
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        if matches!(self.phase, Phase::Consuming) {
-            let failure = Error::ConsumeStopped {
-                stream: self.stream.clone(),
-                reason: "the broker connection ended".into(),
-            };
-            self.finish(Some(failure), ctx);
-        }
-    }
-}
-
-impl Handler<Shutdown> for ConsumerActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        tracing::info!("shutdown requested: storing the last processed offset");
-        self.finish(None, ctx);
+    fn finished(&mut self, _: &mut Self::Context) {
+        // Each subscription's end arrives as an item (see `attach`); the actor outlives them.
     }
 }

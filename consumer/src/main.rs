@@ -9,13 +9,14 @@ use std::process::ExitCode;
 use actix::Actor;
 use clap::Parser;
 use shared::config::Settings;
-use shared::error::{describe_client_error, Error, Result};
+use shared::error::{Error, Result};
 use shared::messages::GetStats;
 use shared::{connection, runtime, OffsetSpec};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracker::{BrokerStore, Close, Tracker};
 
-use crate::consumer_actor::{ConsumerActor, Outcome, Shutdown, TrackerLink};
+use crate::consumer_actor::{ConsumerActor, Outcome, Subscription, TrackerLink};
 
 /// Consume a stream from any position and resume where the last run stopped.
 #[derive(Debug, Parser)]
@@ -60,34 +61,39 @@ async fn consume(settings: Settings) -> Result<()> {
         None => tracing::info!(consumer = name, "no stored offset; attaching at {position}"),
     }
 
-    let subscription = environment
-        .consumer()
-        .name(name)
-        .offset(position.to_client())
-        .client_provided_name(&format!("consumer {name}"))
-        .build(stream)
-        .await
-        .map_err(|err| subscribe_error(stream, err))?;
+    let subscription = Subscription {
+        environment,
+        broker: settings.broker.clone(),
+        name: name.to_owned(),
+        stream: stream.to_owned(),
+        start: position,
+        reconnect_timeout: settings.consumer.reconnect_timeout,
+        store_every_messages: settings.tracker.store_every_messages,
+    };
+    let initial = subscription.subscribe(position).await?;
     println!("Started consuming");
 
     let tracker = Tracker::new(
-        BrokerStore::new(store_client, name, stream),
+        BrokerStore::new(store_client, settings.broker.clone(), name, stream),
         &settings.tracker,
         stored,
-    )
-    .start();
+    );
+    let stored_progress = tracker.stored_progress();
+    let tracker = tracker.start();
     let link = TrackerLink {
         processed: tracker.clone().recipient(),
         flush: tracker.clone().recipient(),
+        stored: stored_progress,
     };
+    let shutdown = CancellationToken::new();
     let (done_tx, mut done_rx) = oneshot::channel();
-    let consumer = ConsumerActor::new(stream, subscription, link, done_tx).start();
+    ConsumerActor::new(subscription, initial, link, shutdown.clone(), done_tx).start();
 
     let outcome = tokio::select! {
         outcome = &mut done_rx => outcome,
         signal = runtime::shutdown_signal() => {
             tracing::info!("{} received", signal?);
-            consumer.do_send(Shutdown);
+            shutdown.cancel();
             done_rx.await
         }
     };
@@ -98,7 +104,7 @@ async fn consume(settings: Settings) -> Result<()> {
     let outcome = outcome?;
     let seconds = outcome.elapsed.as_secs_f64();
     tracing::info!(
-        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} marker={}",
+        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} marker={}",
         outcome.messages,
         outcome.messages as f64 / seconds.max(1e-9),
         show(outcome.first_offset),
@@ -106,6 +112,7 @@ async fn consume(settings: Settings) -> Result<()> {
         show(outcome.stored_offset),
         stats.stores,
         stats.store_errors,
+        outcome.reconnects,
         outcome.reached_marker,
     );
     Ok(())
@@ -114,28 +121,6 @@ async fn consume(settings: Settings) -> Result<()> {
 /// An optional offset for the summary line: the number, or `none`.
 fn show(offset: Option<u64>) -> String {
     offset.map_or_else(|| "none".into(), |o| o.to_string())
-}
-
-fn subscribe_error(stream: &str, err: rabbitmq_stream_client::error::ConsumerCreateError) -> Error {
-    use rabbitmq_stream_client::error::ConsumerCreateError as E;
-    match err {
-        E::StreamDoesNotExist { stream } => Error::StreamNotFound { stream },
-        E::Create { status, .. } => Error::Broker {
-            what: "cannot subscribe",
-            stream: stream.to_owned(),
-            reason: shared::error::describe_code(&status),
-        },
-        E::Client(err) => Error::Broker {
-            what: "cannot subscribe",
-            stream: stream.to_owned(),
-            reason: describe_client_error(&err),
-        },
-        other => Error::Broker {
-            what: "cannot subscribe",
-            stream: stream.to_owned(),
-            reason: other.to_string(),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,10 @@ pub struct ConsumerSettings {
     pub name: String,
     /// Where to attach when no offset is stored for `name`.
     pub offset: OffsetSpec,
+    /// After losing the subscription (connection lost, broker restart), keep trying to subscribe
+    /// again for this long before giving up.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -168,6 +172,7 @@ impl Default for ConsumerSettings {
         Self {
             name: "consumer-1".into(),
             offset: OffsetSpec::First,
+            reconnect_timeout: Duration::from_secs(60),
         }
     }
 }

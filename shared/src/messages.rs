@@ -41,3 +41,13 @@ pub struct TrackerStats {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "TrackerStats")]
 pub struct GetStats;
+
+/// What the tracker has stored so far, published on a `tokio::sync::watch` channel: the consumer
+/// reads it to keep the messages processed beyond the last store within the crash bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredProgress {
+    /// The newest offset stored.
+    pub offset: Option<u64>,
+    /// How many messages had been reported processed when that offset was stored.
+    pub processed: u64,
+}

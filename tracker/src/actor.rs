@@ -12,7 +12,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use shared::config::TrackerSettings;
 use shared::error::{Error, Result};
-use shared::messages::{Flush, GetStats, Processed, TrackerStats};
+use shared::messages::{Flush, GetStats, Processed, StoredProgress, TrackerStats};
+use tokio::sync::watch;
 
 use crate::policy::{Progress, StorePolicy};
 use crate::store::OffsetStore;
@@ -33,6 +34,7 @@ pub struct Tracker<S: OffsetStore> {
     store_every: Option<Duration>,
     stores: u64,
     store_errors: u64,
+    stored_signal: watch::Sender<StoredProgress>,
 }
 
 impl<S: OffsetStore> Tracker<S> {
@@ -48,7 +50,16 @@ impl<S: OffsetStore> Tracker<S> {
             store_every: (!settings.store_every.is_zero()).then_some(settings.store_every),
             stores: 0,
             store_errors: 0,
+            stored_signal: watch::Sender::new(StoredProgress {
+                offset: already_stored,
+                processed: 0,
+            }),
         }
+    }
+
+    /// A receiver of what the tracker has stored, updated after every store.
+    pub fn stored_progress(&self) -> watch::Receiver<StoredProgress> {
+        self.stored_signal.subscribe()
     }
 
     fn stats(&self) -> TrackerStats {
@@ -62,17 +73,23 @@ impl<S: OffsetStore> Tracker<S> {
 
     /// Stores `offset`, holding further messages until the write is done.
     fn store(&mut self, offset: u64, ctx: &mut Context<Self>) {
+        let processed = self.progress.reported_total();
         let write = self.store.store(offset);
         ctx.wait(write.into_actor(self).map(move |result, tracker, _| {
-            tracker.acknowledge(offset, result);
+            tracker.acknowledge(offset, processed, result);
         }));
     }
 
-    fn acknowledge(&mut self, offset: u64, result: Result<()>) {
+    /// Records the outcome of storing `offset`, which covered `processed` reported messages.
+    fn acknowledge(&mut self, offset: u64, processed: u64, result: Result<()>) {
         match result {
             Ok(()) => {
                 self.progress.stored(offset);
                 self.stores += 1;
+                self.stored_signal.send_replace(StoredProgress {
+                    offset: Some(offset),
+                    processed,
+                });
                 tracing::debug!(offset, "offset stored");
             }
             Err(err) => {
@@ -114,6 +131,7 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
         let due = self.progress.flush();
+        let processed = self.progress.reported_total();
         let write = due.map(|offset| self.store.store(offset));
         let read_back = self.store.query();
         let work = async move {
@@ -138,7 +156,7 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
                         "stored offset {offset}, but the broker holds {stored:?}"
                     )));
                 }
-                tracker.acknowledge(offset, Ok(()));
+                tracker.acknowledge(offset, processed, Ok(()));
             }
             Ok(tracker.progress.last_stored())
         }))

@@ -19,6 +19,7 @@ pub struct Progress {
     policy_every: Option<u64>,
     newest_processed: Option<u64>,
     processed_since_store: u64,
+    reported_total: u64,
     last_stored: Option<u64>,
 }
 
@@ -29,6 +30,7 @@ impl Progress {
             policy_every: policy.every_messages.map(NonZeroU64::get),
             newest_processed: None,
             processed_since_store: 0,
+            reported_total: 0,
             last_stored: already_stored,
         }
     }
@@ -42,6 +44,7 @@ impl Progress {
         }
         self.newest_processed = Some(offset);
         self.processed_since_store = self.processed_since_store.saturating_add(count.max(1));
+        self.reported_total = self.reported_total.saturating_add(count.max(1));
         match self.policy_every {
             Some(every) if self.processed_since_store >= every => self.due(),
             _ => None,
@@ -81,6 +84,11 @@ impl Progress {
     /// The newest processed offset.
     pub fn last_processed(&self) -> Option<u64> {
         self.newest_processed
+    }
+
+    /// How many messages were reported processed in all (up to and including the newest offset).
+    pub fn reported_total(&self) -> u64 {
+        self.reported_total
     }
 
     /// The newest stored offset.

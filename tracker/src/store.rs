@@ -2,8 +2,12 @@
 //! broker through a connection of its own — never the consumer's, whose delivery path a store
 //! frame would stall (the client sets no TCP_NODELAY).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use futures::future::LocalBoxFuture;
 use rabbitmq_stream_client::Client;
+use shared::config::BrokerSettings;
 use shared::connection;
 use shared::error::{describe_client_error, Error, Result};
 
@@ -20,59 +24,88 @@ pub trait OffsetStore: Unpin + 'static {
     fn close(&self) -> LocalBoxFuture<'static, ()>;
 }
 
-/// Stores on the broker (server-side offset tracking) over a dedicated connection.
+/// Stores on the broker (server-side offset tracking) over a dedicated connection, which it
+/// opens again when it was lost (a broker restart, a dead link).
 pub struct BrokerStore {
-    client: Client,
+    client: Rc<RefCell<Option<Client>>>,
+    broker: BrokerSettings,
     consumer: String,
     stream: String,
 }
 
 impl BrokerStore {
-    /// Uses `client`, a connection of the tracker's own, for `consumer` on `stream`.
-    pub fn new(client: Client, consumer: impl Into<String>, stream: impl Into<String>) -> Self {
+    /// Uses `client`, a connection of the tracker's own, for `consumer` on `stream`; reconnects
+    /// with `broker` when that connection is lost.
+    pub fn new(
+        client: Client,
+        broker: BrokerSettings,
+        consumer: impl Into<String>,
+        stream: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: Rc::new(RefCell::new(Some(client))),
+            broker,
             consumer: consumer.into(),
             stream: stream.into(),
         }
+    }
+
+    /// The live connection, opened again if it was lost.
+    fn connection(&self) -> LocalBoxFuture<'static, Result<Client>> {
+        let slot = self.client.clone();
+        let broker = self.broker.clone();
+        let name = format!("tracker {}", self.consumer);
+        Box::pin(async move {
+            let current = slot.borrow().clone();
+            if let Some(client) = current.filter(|c| !c.is_closed()) {
+                return Ok(client);
+            }
+            tracing::info!("opening the tracker's store connection again");
+            let client = connection::client(&broker, &name).await?;
+            *slot.borrow_mut() = Some(client.clone());
+            Ok(client)
+        })
     }
 }
 
 impl OffsetStore for BrokerStore {
     fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
-        let (client, consumer, stream) = (
-            self.client.clone(),
-            self.consumer.clone(),
-            self.stream.clone(),
-        );
+        let connect = self.connection();
+        let slot = self.client.clone();
+        let (consumer, stream) = (self.consumer.clone(), self.stream.clone());
         Box::pin(async move {
+            let client = connect.await?;
             // Fire-and-forget at the protocol level: the broker sends no reply to a store.
-            client
-                .store_offset(&consumer, &stream, offset)
-                .await
-                .map_err(|err| Error::StoreOffset {
+            let stored = client.store_offset(&consumer, &stream, offset).await;
+            stored.map_err(|err| {
+                slot.borrow_mut().take();
+                Error::StoreOffset {
                     consumer,
                     stream,
                     offset,
                     reason: describe_client_error(&err),
-                })
+                }
+            })
         })
     }
 
     fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
-        let (client, consumer, stream) = (
-            self.client.clone(),
-            self.consumer.clone(),
-            self.stream.clone(),
-        );
-        Box::pin(async move { connection::stored_offset(&client, &consumer, &stream).await })
+        let connect = self.connection();
+        let (consumer, stream) = (self.consumer.clone(), self.stream.clone());
+        Box::pin(async move {
+            let client = connect.await?;
+            connection::stored_offset(&client, &consumer, &stream).await
+        })
     }
 
     fn close(&self) -> LocalBoxFuture<'static, ()> {
-        let client = self.client.clone();
+        let client = self.client.borrow_mut().take();
         Box::pin(async move {
-            // The client's close waits for the broker's reply without a deadline.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client.close()).await;
+            if let Some(client) = client {
+                // The client's close waits for the broker's reply without a deadline.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), client.close()).await;
+            }
         })
     }
 }
