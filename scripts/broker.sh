@@ -4,6 +4,7 @@
 #   scripts/broker.sh up      start it (idempotent); returns when the stream port answers
 #   scripts/broker.sh down    stop it; leaves nothing running or mounted under the root
 #   scripts/broker.sh status  say what runs where
+#   scripts/broker.sh restart stop the local node and start it again (failure tests use it)
 #
 # If a broker already answers on BROKER_HOST:BROKER_PORT, `up` reuses it. Otherwise it runs
 # Debian trixie's rabbitmq-server inside its own root made by mmdebstrap (Debian bookworm's 3.10
@@ -132,5 +133,10 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart)
+    root_ready && proc_mounted || die "no local broker runs from $ROOT: restart needs the one 'up' started"
+    down
+    up
+    ;;
+  *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
 esac

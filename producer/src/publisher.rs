@@ -2,22 +2,33 @@
 //! `marker{n-1}` — and answers only when the broker has confirmed every one of them, or with an
 //! error that says how many it did not confirm.
 //!
-//! At most `max_unconfirmed` messages are in flight at once (a semaphore permit travels with each
-//! message and is released by its confirmation), so memory stays flat whatever the wave's size.
+//! - At most `max_unconfirmed` messages are in flight at once (a semaphore permit travels with each
+//!   message and is released by its confirmation), so memory stays flat whatever the wave's size.
+//! - A named producer (`producer.name`) gives message `i` the publishing id `base + i`, where `base`
+//!   follows the broker's last id for that name. If the connection is lost, it reconnects and asks
+//!   the broker which id it holds last, then resends from the next one: the broker's deduplication
+//!   drops anything it already has, so no message is written twice and none is lost.
+//! - An unnamed producer cannot resend safely: a lost connection fails the wave with the count of
+//!   unconfirmed messages.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rabbitmq_stream_client::error::ProducerPublishError;
+use rabbitmq_stream_client::error::{ProducerCreateError, ProducerPublishError};
 use rabbitmq_stream_client::types::Message as StreamMessage;
-use rabbitmq_stream_client::{NoDedup, Producer};
-use shared::error::{Error, Result};
+use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
+use shared::config::{BrokerSettings, ProducerSettings};
+use shared::connection;
+use shared::error::{describe_client_error, describe_code, Error, Result};
 use tokio::sync::{Notify, Semaphore};
 
 /// How often a long wave reports its progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// First and longest pause between reconnection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 /// Publish a wave of `count` messages and wait for every confirmation.
 #[derive(Debug, Clone, Copy, Message)]
@@ -34,6 +45,8 @@ pub struct WaveReport {
     pub confirmed: u64,
     /// How long publishing and confirming took.
     pub elapsed: Duration,
+    /// Times the connection was lost and made again.
+    pub reconnects: u64,
 }
 
 /// The body of message `index` of a wave of `count`.
@@ -45,11 +58,127 @@ pub fn body(index: u64, count: u64) -> String {
     }
 }
 
-/// Confirmation counts, shared with the client's confirmation callbacks.
+/// How to reach the stream; enough to build the producer again.
+#[derive(Clone)]
+pub struct Target {
+    /// Builds producers.
+    pub environment: Environment,
+    /// For the publishing-sequence query.
+    pub broker: BrokerSettings,
+    /// The stream.
+    pub stream: String,
+    /// `[producer]` settings.
+    pub settings: ProducerSettings,
+}
+
+/// A producer with or without deduplication.
+enum StreamProducer {
+    Plain(Producer<NoDedup>),
+    Named(Producer<Dedup>),
+}
+
+impl StreamProducer {
+    async fn send(
+        &mut self,
+        message: StreamMessage,
+        on_confirm: Confirm,
+    ) -> Result<(), ProducerPublishError> {
+        let callback = move |status| on_confirm.settle(status);
+        match self {
+            StreamProducer::Plain(p) => p.send(message, callback).await,
+            StreamProducer::Named(p) => p.send(message, callback).await,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            StreamProducer::Plain(p) => p.is_closed(),
+            StreamProducer::Named(p) => p.is_closed(),
+        }
+    }
+
+    async fn close(self) {
+        // Dropping a producer blocks a runtime thread on its close: close it here, with a deadline.
+        let closing = async {
+            let _ = match self {
+                StreamProducer::Plain(p) => p.close().await,
+                StreamProducer::Named(p) => p.close().await,
+            };
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
+    }
+}
+
+impl Target {
+    /// Builds a producer; for a named one, also the first publishing id to use (the broker's last
+    /// plus one; ids start at 1 so that "0" unambiguously means "nothing published yet").
+    async fn connect(&self, lost: Arc<Confirmations>) -> Result<(StreamProducer, u64)> {
+        let on_closed = Box::new(ConnectionLost(lost));
+        let name = format!("producer {}", self.settings.name.as_deref().unwrap_or(""));
+        let producer = match &self.settings.name {
+            None => self
+                .environment
+                .producer()
+                .client_provided_name(name.trim())
+                .on_closed(on_closed)
+                .build(&self.stream)
+                .await
+                .map(StreamProducer::Plain),
+            Some(producer_name) => self
+                .environment
+                .producer()
+                .name(producer_name)
+                .client_provided_name(&name)
+                .on_closed(on_closed)
+                .build(&self.stream)
+                .await
+                .map(StreamProducer::Named),
+        }
+        .map_err(|err| producer_error(&self.stream, err))?;
+        let next_id = match &self.settings.name {
+            None => 0,
+            Some(producer_name) => self.last_publishing_id(producer_name).await? + 1,
+        };
+        Ok((producer, next_id))
+    }
+
+    async fn last_publishing_id(&self, producer_name: &str) -> Result<u64> {
+        let client = connection::client(&self.broker, "producer sequence").await?;
+        let sequence = client
+            .query_publisher_sequence(producer_name, &self.stream)
+            .await
+            .map_err(|err| Error::Broker {
+                what: "cannot query the producer's last publishing id",
+                stream: self.stream.clone(),
+                reason: describe_client_error(&err),
+            });
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+        sequence
+    }
+}
+
+fn producer_error(stream: &str, err: ProducerCreateError) -> Error {
+    let reason = match err {
+        ProducerCreateError::StreamDoesNotExist { stream } => {
+            return Error::StreamNotFound { stream }
+        }
+        ProducerCreateError::Create { status, .. } => describe_code(&status),
+        ProducerCreateError::Client(err) => describe_client_error(&err),
+        other => other.to_string(),
+    };
+    Error::Broker {
+        what: "cannot create a producer",
+        stream: stream.to_owned(),
+        reason,
+    }
+}
+
+/// Confirmation counts of one connection, shared with the client's callbacks.
 #[derive(Default)]
 struct Confirmations {
     confirmed: AtomicU64,
     rejected: AtomicU64,
+    lost: AtomicBool,
     changed: Notify,
 }
 
@@ -59,28 +188,66 @@ impl Confirmations {
     }
 }
 
+/// The client calls this when the producer's connection closes.
+struct ConnectionLost(Arc<Confirmations>);
+
+#[async_trait::async_trait]
+impl OnClosed for ConnectionLost {
+    async fn on_closed(&self, unconfirmed: Vec<StreamMessage>) {
+        if !unconfirmed.is_empty() {
+            tracing::warn!(
+                "the producer's connection closed with {} messages unconfirmed",
+                unconfirmed.len()
+            );
+        }
+        self.0.lost.store(true, Ordering::Release);
+        self.0.changed.notify_one();
+    }
+}
+
+/// One message's confirmation: counts it and releases its in-flight permit.
+struct Confirm {
+    confirmations: Arc<Confirmations>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Confirm {
+    async fn settle(
+        self,
+        status: Result<rabbitmq_stream_client::ConfirmationStatus, ProducerPublishError>,
+    ) {
+        {
+            match status {
+                Ok(status) if status.confirmed() => {
+                    self.confirmations.confirmed.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(status) => {
+                    tracing::warn!(
+                        publishing_id = status.publishing_id(),
+                        "the broker rejected a message: {:?}",
+                        status.status()
+                    );
+                    self.confirmations.rejected.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(err) => {
+                    tracing::warn!("publishing failed: {err}");
+                    self.confirmations.rejected.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            self.confirmations.changed.notify_one();
+        }
+    }
+}
+
 /// See the module documentation.
 pub struct Publisher {
-    producer: Producer<NoDedup>,
-    stream: String,
-    max_unconfirmed: usize,
-    confirm_timeout: Duration,
+    target: Target,
 }
 
 impl Publisher {
-    /// A publisher over `producer` (attached to `stream`).
-    pub fn new(
-        producer: Producer<NoDedup>,
-        stream: impl Into<String>,
-        max_unconfirmed: u32,
-        confirm_timeout: Duration,
-    ) -> Self {
-        Self {
-            producer,
-            stream: stream.into(),
-            max_unconfirmed: max_unconfirmed as usize,
-            confirm_timeout,
-        }
+    /// A publisher to `target`.
+    pub fn new(target: Target) -> Self {
+        Self { target }
     }
 }
 
@@ -92,128 +259,180 @@ impl Handler<PublishWave> for Publisher {
     type Result = ResponseFuture<Result<WaveReport>>;
 
     fn handle(&mut self, wave: PublishWave, _: &mut Self::Context) -> Self::Result {
-        let producer = self.producer.clone();
-        let stream = self.stream.clone();
-        let window = self.max_unconfirmed;
-        let timeout = self.confirm_timeout;
-        Box::pin(publish_wave(producer, stream, wave.count, window, timeout))
+        Box::pin(publish_wave(self.target.clone(), wave.count))
     }
 }
 
-async fn publish_wave(
-    producer: Producer<NoDedup>,
-    stream: String,
-    count: u64,
-    window: usize,
-    timeout: Duration,
-) -> Result<WaveReport> {
-    let started = Instant::now();
-    let confirmations = Arc::new(Confirmations::default());
-    let in_flight = Arc::new(Semaphore::new(window));
-    let not_confirmed = |confirmations: &Confirmations, reason: String| Error::NotConfirmed {
-        unconfirmed: count - confirmations.confirmed.load(Ordering::Acquire),
-        total: count,
-        reason,
-    };
-    let progress = tokio::spawn(report_progress(confirmations.clone(), count));
-    let _stop_progress = AbortOnDrop(progress);
+/// How one connection's attempt at the wave ended.
+enum Attempt {
+    /// Every message from the attempt's start is confirmed.
+    Done,
+    /// The connection was lost; a named producer may go on.
+    Lost(String),
+}
 
-    for index in 0..count {
-        let permit = match tokio::time::timeout(timeout, in_flight.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => {
+async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
+    let mut started = None;
+    let progress = Arc::new(AtomicU64::new(0));
+    let _progress = AbortOnDrop(tokio::spawn(report_progress(progress.clone(), count)));
+    let named = target.settings.name.is_some();
+    let mut reconnects = 0;
+    let mut base = None;
+    let mut deadline = None;
+    loop {
+        let confirmations = Arc::new(Confirmations::default());
+        let (mut producer, next_id) = match target.connect(confirmations.clone()).await {
+            Ok(connected) => connected,
+            Err(err) => {
+                let Some(deadline) = deadline else {
+                    return Err(err);
+                };
+                if Instant::now() > deadline {
+                    return Err(not_confirmed(
+                        count,
+                        progress.load(Ordering::Acquire),
+                        format!(
+                            "gave up reconnecting after {} (producer.reconnect_timeout): {err}",
+                            humantime::format_duration(target.settings.reconnect_timeout)
+                        ),
+                    ));
+                }
+                tracing::info!("{err}; trying again");
+                tokio::time::sleep(backoff(reconnects)).await;
+                reconnects += 1;
+                continue;
+            }
+        };
+        // Message i has id base + i; after a reconnect, resume at the broker's last id + 1.
+        let base = *base.get_or_insert(next_id);
+        let started = *started.get_or_insert_with(Instant::now);
+        let first = if named {
+            next_id.saturating_sub(base).min(count)
+        } else {
+            0
+        };
+        progress.store(first, Ordering::Release);
+        let attempt = publish_range(
+            &target,
+            &mut producer,
+            &confirmations,
+            &progress,
+            base,
+            first,
+            count,
+        )
+        .await;
+        producer.close().await;
+        match attempt? {
+            Attempt::Done => {
+                return Ok(WaveReport {
+                    confirmed: count,
+                    elapsed: started.elapsed(),
+                    reconnects,
+                })
+            }
+            Attempt::Lost(reason) if named => {
+                tracing::warn!("{reason}; reconnecting to resend what the broker does not hold");
+                deadline.get_or_insert(Instant::now() + target.settings.reconnect_timeout);
+                reconnects += 1;
+                tokio::time::sleep(backoff(0)).await;
+            }
+            Attempt::Lost(reason) => {
                 return Err(not_confirmed(
-                    &confirmations,
+                    count,
+                    progress.load(Ordering::Acquire),
                     format!(
-                        "no confirmation for {} (producer.confirm_timeout)",
-                        humantime(timeout)
+                        "{reason}; set producer.name to let the producer resend without duplicates"
                     ),
                 ))
             }
-        };
-        let message = StreamMessage::builder().body(body(index, count)).build();
-        let callback_state = confirmations.clone();
-        let sent = producer
-            .send(message, move |status| {
-                let _permit = permit;
-                async move {
-                    match status {
-                        Ok(status) if status.confirmed() => {
-                            callback_state.confirmed.fetch_add(1, Ordering::AcqRel);
-                        }
-                        Ok(status) => {
-                            tracing::warn!(
-                                publishing_id = status.publishing_id(),
-                                "the broker rejected a message: {:?}",
-                                status.status()
-                            );
-                            callback_state.rejected.fetch_add(1, Ordering::AcqRel);
-                        }
-                        Err(err) => {
-                            tracing::warn!("publishing failed: {err}");
-                            callback_state.rejected.fetch_add(1, Ordering::AcqRel);
-                        }
-                    }
-                    callback_state.changed.notify_one();
-                }
-            })
-            .await;
-        if let Err(err) = sent {
-            return Err(not_confirmed(&confirmations, publish_error(&stream, &err)));
         }
     }
+}
 
-    while confirmations.settled() < count {
-        if producer.is_closed() {
-            return Err(not_confirmed(
-                &confirmations,
-                "the connection was lost".into(),
-            ));
+fn backoff(attempt: u64) -> Duration {
+    BACKOFF.0.saturating_mul(1 << attempt.min(8)).min(BACKOFF.1)
+}
+
+fn not_confirmed(total: u64, confirmed: u64, reason: String) -> Error {
+    Error::NotConfirmed {
+        unconfirmed: total - confirmed.min(total),
+        total,
+        reason,
+    }
+}
+
+/// Publishes messages `first..count` on one connection and waits for their confirmations.
+async fn publish_range(
+    target: &Target,
+    producer: &mut StreamProducer,
+    confirmations: &Arc<Confirmations>,
+    progress: &AtomicU64,
+    base: u64,
+    first: u64,
+    count: u64,
+) -> Result<Attempt> {
+    let timeout = target.settings.confirm_timeout;
+    let in_flight = Arc::new(Semaphore::new(target.settings.max_unconfirmed as usize));
+    let named = target.settings.name.is_some();
+    let confirmed_now = |c: &Confirmations| first + c.confirmed.load(Ordering::Acquire);
+    for index in first..count {
+        if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
+            return Ok(Attempt::Lost("the connection was lost".into()));
+        }
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => permit,
+            _ = tokio::time::sleep(timeout) => return Ok(Attempt::Lost(format!(
+                "no confirmation for {} (producer.confirm_timeout)", humantime::format_duration(timeout)))),
+        };
+        let Ok(permit) = permit else {
+            return Err(Error::Internal("the in-flight window closed".into()));
+        };
+        let mut message = StreamMessage::builder().body(body(index, count));
+        if named {
+            message = message.publishing_id(base + index);
+        }
+        let confirm = Confirm {
+            confirmations: confirmations.clone(),
+            _permit: permit,
+        };
+        if let Err(err) = producer.send(message.build(), confirm).await {
+            return Ok(Attempt::Lost(format!("publishing failed: {err}")));
+        }
+        progress.store(confirmed_now(confirmations), Ordering::Release);
+    }
+    let expected = count - first;
+    while confirmations.settled() < expected {
+        if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
+            return Ok(Attempt::Lost("the connection was lost".into()));
         }
         let before = confirmations.settled();
         let waited = tokio::time::timeout(timeout, confirmations.changed.notified()).await;
+        progress.store(confirmed_now(confirmations), Ordering::Release);
         if waited.is_err() && confirmations.settled() == before {
-            return Err(not_confirmed(
-                &confirmations,
-                format!(
-                    "no confirmation for {} (producer.confirm_timeout)",
-                    humantime(timeout)
-                ),
-            ));
+            return Ok(Attempt::Lost(format!(
+                "no confirmation for {} (producer.confirm_timeout)",
+                humantime::format_duration(timeout)
+            )));
         }
     }
     let rejected = confirmations.rejected.load(Ordering::Acquire);
     if rejected > 0 {
         return Err(not_confirmed(
-            &confirmations,
+            count,
+            confirmed_now(confirmations),
             format!("the broker rejected {rejected}"),
         ));
     }
-    Ok(WaveReport {
-        confirmed: confirmations.confirmed.load(Ordering::Acquire),
-        elapsed: started.elapsed(),
-    })
+    Ok(Attempt::Done)
 }
 
-fn humantime(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
-}
-
-fn publish_error(stream: &str, err: &ProducerPublishError) -> String {
-    match err {
-        ProducerPublishError::Closed => {
-            format!("the producer on '{stream}' was closed (connection lost?)")
-        }
-        other => format!("publishing to '{stream}' failed: {other}"),
-    }
-}
-
-async fn report_progress(confirmations: Arc<Confirmations>, count: u64) {
+async fn report_progress(confirmed: Arc<AtomicU64>, count: u64) {
     let mut ticks = tokio::time::interval(PROGRESS_EVERY);
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let confirmed = confirmations.confirmed.load(Ordering::Acquire);
+        let confirmed = confirmed.load(Ordering::Acquire);
         tracing::info!(
             "confirmed {confirmed} of {count} ({:.0}%)",
             confirmed as f64 * 100.0 / count as f64
@@ -240,5 +459,12 @@ mod tests {
         assert_eq!(body(98, 100), "hello98");
         assert_eq!(body(99, 100), "marker99");
         assert_eq!(body(0, 1), "marker0");
+    }
+
+    #[test]
+    fn backoff_grows_to_a_ceiling() {
+        assert_eq!(backoff(0), Duration::from_millis(200));
+        assert_eq!(backoff(1), Duration::from_millis(400));
+        assert_eq!(backoff(10), Duration::from_secs(5));
     }
 }

@@ -141,6 +141,12 @@ pub struct ProducerSettings {
     /// Give up when no confirmation arrived for this long.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
+    /// A name turns on deduplication: after a lost connection the producer resends what the
+    /// broker does not hold, and nothing is written twice. Unnamed, a lost connection fails the run.
+    pub name: Option<String>,
+    /// With a name: keep trying to reconnect for this long.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for ProducerSettings {
@@ -149,6 +155,8 @@ impl Default for ProducerSettings {
             message_count: 100,
             max_unconfirmed: 10_000,
             confirm_timeout: Duration::from_secs(30),
+            name: None,
+            reconnect_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -263,6 +271,14 @@ impl Settings {
         }
         if self.producer.confirm_timeout.is_zero() {
             return invalid("producer.confirm_timeout", "must be more than 0s");
+        }
+        if self
+            .producer
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.len() > 255)
+        {
+            return invalid("producer.name", "must be 1 to 255 bytes, or absent");
         }
         if self.consumer.name.trim().is_empty() {
             return invalid(
