@@ -43,6 +43,22 @@ pub async fn raw_client() -> Client {
     connection::client(&broker(), "test").await.unwrap()
 }
 
+/// Stops the local broker and starts it again with `scripts/broker.sh restart`; every connection
+/// to it is cut. Panics if the broker is not the local one that script runs.
+pub fn restart_broker() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/broker.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("restart")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`scripts/broker.sh restart` failed (failure tests need the local broker it runs): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -1,0 +1,69 @@
+//! Bad input against a real broker: odd message bodies are processed, a deleted stream is a clear
+//! error, and nothing panics or hangs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shared::testing::{our_binary, run_with_deadline, summary_field, unique, Running, TestStream};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn consumer(stream: &str, name: &str) -> Command {
+    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
+    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
+        .env("OFFSET_TRACKING__CONSUMER__NAME", name);
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn empty_non_utf8_and_large_bodies_are_processed() {
+    let stream = TestStream::new("b1").await;
+    let name = unique("b1");
+    let large = vec![b'x'; 1 << 20];
+    stream
+        .publish_maybe_empty([
+            None,
+            Some(vec![0xff, 0xfe, 0x00, 0x80]),
+            Some(Vec::new()),
+            Some(large),
+            Some(b"marker\xff".to_vec()),
+        ])
+        .await;
+    let log = stream.read_all().await;
+    assert_eq!(log.len(), 5);
+    let out = run_with_deadline(&mut consumer(&stream.name, &name), LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        summary_field(&stderr(&out), "messages").as_deref(),
+        Some("5")
+    );
+    assert!(!stderr(&out).contains("panicked"));
+    assert_eq!(stream.stored_offset(&name).await, Some(log[4].0));
+}
+
+#[tokio::test]
+async fn a_stream_deleted_while_consuming_is_a_clear_error() {
+    let stream = TestStream::new("b2").await;
+    let name = unique("b2");
+    // No marker: the consumer waits for more.
+    stream
+        .publish((0..10).map(|i| format!("hello{i}").into_bytes()))
+        .await;
+    let mut running = Running::spawn(&mut consumer(&stream.name, &name));
+    running.wait_for_line("First message received", LIMIT);
+    let env = shared::testing::require_broker().await;
+    env.delete_stream(&stream.name).await.unwrap();
+    let out = running.finish(Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&stream.name) && err.contains("deleted"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,0 +1,192 @@
+//! Stops of every kind against a real broker: SIGTERM loses and repeats nothing; `kill -9` loses
+//! nothing and repeats at most what was processed since the last store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shared::testing::{our_binary, summary_field, unique, Running, TestStream};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const WAVE: u64 = 100_000;
+
+fn consumer(stream: &str, name: &str) -> Command {
+    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
+    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
+        .env("OFFSET_TRACKING__CONSUMER__NAME", name)
+        // One debug line per processed batch: what this run processed, for the checks below.
+        .env("RUST_LOG", "info,consumer::processed=debug");
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The offsets a run processed, from its per-batch lines (`last=… count=…`) and the stream's log.
+fn processed_offsets(stderr: &str, log: &[u64]) -> BTreeSet<u64> {
+    let index: HashMap<u64, usize> = log.iter().enumerate().map(|(i, o)| (*o, i)).collect();
+    let mut seen = BTreeSet::new();
+    for line in stderr.lines().filter(|l| l.contains(" processed ")) {
+        let (Some(last), Some(count)) = (field(line, "last"), field(line, "count")) else {
+            continue; // a line cut short by kill -9
+        };
+        let end = index[&last];
+        let start = end + 1 - count as usize;
+        seen.extend(&log[start..=end]);
+    }
+    seen
+}
+
+/// A small deterministic pseudo-random sequence (no dependency for one test).
+fn next_random(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[tokio::test]
+async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
+    let stream = TestStream::new("r1").await;
+    let name = unique("r1");
+    stream.publish_wave(WAVE).await;
+    let log: Vec<u64> = stream
+        .read_all()
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+
+    let mut running = Running::spawn(&mut consumer(&stream.name, &name));
+    running.wait_for_line("First message received", LIMIT);
+    running.signal("TERM");
+    let first = running.finish(LIMIT);
+    assert!(
+        first.status.success(),
+        "SIGTERM must exit 0: {}",
+        stderr(&first)
+    );
+    let first_seen = processed_offsets(&stderr(&first), &log);
+    let first_last = *first_seen.last().unwrap();
+    assert!(
+        (first_seen.len() as u64) < WAVE,
+        "the first run reached the marker before SIGTERM: nothing was tested"
+    );
+    assert_eq!(
+        stream.stored_offset(&name).await,
+        Some(first_last),
+        "the flush stored the last processed offset"
+    );
+
+    let second = Running::spawn(&mut consumer(&stream.name, &name)).finish(LIMIT);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let second_seen = processed_offsets(&stderr(&second), &log);
+    assert!(
+        first_seen.is_disjoint(&second_seen),
+        "duplicates after SIGTERM"
+    );
+    assert_eq!(
+        first_seen.len() + second_seen.len(),
+        log.len(),
+        "messages lost"
+    );
+    println!(
+        "SIGTERM after {} messages; the restart processed {}; duplicates 0, lost 0",
+        first_seen.len(),
+        second_seen.len()
+    );
+}
+
+#[tokio::test]
+async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
+    const KILLS: usize = 20;
+    const STORE_EVERY: u64 = 1000;
+    // The documented bound: messages processed since the last store, which the consumer keeps
+    // within store_every_messages plus one delivery batch.
+    const BOUND: usize = (STORE_EVERY + 512) as usize;
+
+    let stream = TestStream::new("r2").await;
+    let name = unique("r2");
+    stream.publish_wave(WAVE).await;
+    let log: Vec<u64> = stream
+        .read_all()
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    let mut random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+
+    let mut runs: Vec<BTreeSet<u64>> = vec![];
+    let mut kills = 0;
+    loop {
+        let mut cmd = consumer(&stream.name, &name);
+        cmd.env(
+            "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+            STORE_EVERY.to_string(),
+        )
+        .env("OFFSET_TRACKING__TRACKER__STORE_EVERY", "0s");
+        let mut running = Running::spawn(&mut cmd);
+        if kills < KILLS {
+            running.wait_for_line("Started consuming", LIMIT);
+            // A random moment in the first ~60 ms of consuming (a debug build does ~100 k msg/s).
+            let pause = Duration::from_millis(next_random(&mut random) % 60);
+            std::thread::sleep(pause);
+            running.signal("KILL");
+            let out = running.finish(LIMIT);
+            let seen = processed_offsets(&stderr(&out), &log);
+            let reached_marker = out.status.success() && seen.contains(log.last().unwrap());
+            runs.push(seen);
+            if reached_marker {
+                break; // finished before the kill landed
+            }
+            kills += 1;
+        } else {
+            let out = running.finish(LIMIT);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                summary_field(&stderr(&out), "marker").as_deref(),
+                Some("true")
+            );
+            runs.push(processed_offsets(&stderr(&out), &log));
+            break;
+        }
+    }
+
+    let all: BTreeSet<u64> = runs.iter().flatten().copied().collect();
+    let lost = log.iter().filter(|o| !all.contains(o)).count();
+    let total: usize = runs.iter().map(BTreeSet::len).sum();
+    let duplicates = total - all.len();
+    // What a crash repeated: the messages its run processed that a later run processed again.
+    let worst = (0..runs.len())
+        .map(|k| {
+            let later: BTreeSet<u64> = runs[k + 1..].iter().flatten().copied().collect();
+            runs[k].intersection(&later).count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "kill -9 survived: {kills}; messages {}; lost {lost}; duplicates {duplicates} (worst crash {worst}, bound {BOUND})",
+        log.len()
+    );
+    assert!(
+        kills >= KILLS,
+        "only {kills} kills landed before the marker"
+    );
+    assert_eq!(lost, 0, "messages lost");
+    assert!(
+        worst <= BOUND,
+        "a crash repeated {worst} messages, over the bound {BOUND}"
+    );
+    assert_eq!(stream.stored_offset(&name).await, log.last().copied());
+}
