@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue #5's benchmark: our producer and consumer + tracker against the raw stream client, on
+# fresh streams of the local broker, in one run (references and ours interleaved).
+#
+#   scripts/bench.sh [MESSAGES] [BENCH OPTIONS...]
+#
+# MESSAGES per row (default 1000000). Options go to the bench binary (see `--help`), e.g.
+#   scripts/bench.sh 1000000 --rss-messages 0         skip the 10 M-message peak RSS wave
+#   scripts/bench.sh --tutorial-messages 50000        shorter tutorial-pattern row
+#
+# It builds the release binaries, starts the broker if none answers (scripts/broker.sh up),
+# installs GNU time for exact peak RSS figures if /usr/bin/time is missing, and runs
+# target/release/bench. The last line printed is the `bench summary:` line.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+MESSAGES=1000000
+if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then
+  MESSAGES=$1
+  shift
+fi
+
+log() { echo "bench.sh: $*" >&2; }
+
+log "building release binaries"
+cargo build --release --quiet -p producer -p consumer -p tracker --bins
+
+scripts/broker.sh up
+
+if [ ! -x /usr/bin/time ]; then
+  log "installing GNU time (for peak RSS)"
+  if ! { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }; then
+    log "could not install GNU time; peak RSS will be read from /proc/PID/status instead"
+  fi
+fi
+
+exec "${CARGO_TARGET_DIR:-target}/release/bench" --messages "$MESSAGES" "$@"
