@@ -120,6 +120,7 @@ impl Target {
                 .environment
                 .producer()
                 .client_provided_name(name.trim())
+                .batch_size(self.settings.batch_size as usize)
                 .on_closed(on_closed)
                 .build(&self.stream)
                 .await
@@ -129,6 +130,7 @@ impl Target {
                 .producer()
                 .name(producer_name)
                 .client_provided_name(&name)
+                .batch_size(self.settings.batch_size as usize)
                 .on_closed(on_closed)
                 .build(&self.stream)
                 .await
@@ -277,6 +279,7 @@ async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
     let _progress = AbortOnDrop(tokio::spawn(report_progress(progress.clone(), count)));
     let named = target.settings.name.is_some();
     let mut reconnects = 0;
+    let mut failed_attempts = 0;
     let mut base = None;
     let mut deadline = None;
     loop {
@@ -298,11 +301,12 @@ async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
                     ));
                 }
                 tracing::info!("{err}; trying again");
-                tokio::time::sleep(backoff(reconnects)).await;
-                reconnects += 1;
+                tokio::time::sleep(backoff(failed_attempts)).await;
+                failed_attempts += 1;
                 continue;
             }
         };
+        failed_attempts = 0;
         // Message i has id base + i; after a reconnect, resume at the broker's last id + 1.
         let base = *base.get_or_insert(next_id);
         let started = *started.get_or_insert_with(Instant::now);

@@ -138,6 +138,9 @@ pub struct ProducerSettings {
     pub message_count: u64,
     /// Most messages published but not yet confirmed at any time (bounds memory).
     pub max_unconfirmed: u32,
+    /// Most messages sent to the broker in one publish frame (the broker writes about one chunk
+    /// per frame; larger chunks mean fewer offset stores per message for consumers).
+    pub batch_size: u32,
     /// Give up when no confirmation arrived for this long.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
@@ -154,6 +157,7 @@ impl Default for ProducerSettings {
         Self {
             message_count: 100,
             max_unconfirmed: 10_000,
+            batch_size: 100,
             confirm_timeout: Duration::from_secs(30),
             name: None,
             reconnect_timeout: Duration::from_secs(60),
@@ -265,6 +269,9 @@ impl Settings {
         }
         if self.producer.message_count == 0 {
             return invalid("producer.message_count", "must be at least 1 (the marker)");
+        }
+        if self.producer.batch_size == 0 {
+            return invalid("producer.batch_size", "must be at least 1");
         }
         if self.producer.max_unconfirmed == 0 {
             return invalid("producer.max_unconfirmed", "must be at least 1");
