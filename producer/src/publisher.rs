@@ -2,8 +2,8 @@
 //! `marker{n-1}` — and answers only when the broker has confirmed every one of them, or with an
 //! error that says how many it did not confirm.
 //!
-//! - At most `max_unconfirmed` messages are in flight at once (a semaphore permit travels with each
-//!   message and is released by its confirmation), so memory stays flat whatever the wave's size.
+//! - At most `max_unconfirmed` messages (plus one block of `CHECK_EVERY`) are in flight at once,
+//!   so memory stays flat whatever the wave's size.
 //! - A named producer (`producer.name`) gives message `i` the publishing id `base + i`, where `base`
 //!   follows the broker's last id for that name. If the connection is lost, it reconnects and asks
 //!   the broker which id it holds last, then resends from the next one: the broker's deduplication
@@ -22,10 +22,13 @@ use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
 use shared::config::{BrokerSettings, ProducerSettings};
 use shared::connection;
 use shared::error::{describe_client_error, describe_code, Error, Result};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 /// How often a long wave reports its progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The in-flight window and the connection are checked once per this many messages.
+const CHECK_EVERY: u64 = 256;
 
 /// First and longest pause between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
@@ -207,10 +210,9 @@ impl OnClosed for ConnectionLost {
     }
 }
 
-/// One message's confirmation: counts it and releases its in-flight permit.
+/// One message's confirmation: counts it.
 struct Confirm {
     confirmations: Arc<Confirmations>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Confirm {
@@ -261,7 +263,13 @@ impl Handler<PublishWave> for Publisher {
     type Result = ResponseFuture<Result<WaveReport>>;
 
     fn handle(&mut self, wave: PublishWave, _: &mut Self::Context) -> Self::Result {
-        Box::pin(publish_wave(self.target.clone(), wave.count))
+        // On the runtime's worker threads, beside the client's own tasks, not on the actor thread.
+        let publishing = tokio::spawn(publish_wave(self.target.clone(), wave.count));
+        Box::pin(async move {
+            publishing
+                .await
+                .map_err(|err| Error::Internal(format!("the publishing task failed: {err}")))?
+        })
     }
 }
 
@@ -376,50 +384,35 @@ async fn publish_range(
     first: u64,
     count: u64,
 ) -> Result<Attempt> {
-    let timeout = target.settings.confirm_timeout;
-    let in_flight = Arc::new(Semaphore::new(target.settings.max_unconfirmed as usize));
+    let window = u64::from(target.settings.max_unconfirmed);
     let named = target.settings.name.is_some();
     let confirmed_now = |c: &Confirmations| first + c.confirmed.load(Ordering::Acquire);
     for index in first..count {
-        if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
-            return Ok(Attempt::Lost("the connection was lost".into()));
+        let sent = index - first;
+        // Checked once per block, not per message: reading counters the confirmation callbacks
+        // write on another thread costs a cache-line transfer each time.
+        if sent.is_multiple_of(CHECK_EVERY) {
+            let settled = sent.saturating_sub(window);
+            if let Some(lost) = settle(target, producer, confirmations, settled).await {
+                return Ok(lost);
+            }
+            progress.store(confirmed_now(confirmations), Ordering::Relaxed);
         }
-        let permit = tokio::select! {
-            permit = in_flight.clone().acquire_owned() => permit,
-            _ = tokio::time::sleep(timeout) => return Ok(Attempt::Lost(format!(
-                "no confirmation for {} (producer.confirm_timeout)", humantime::format_duration(timeout)))),
-        };
-        let Ok(permit) = permit else {
-            return Err(Error::Internal("the in-flight window closed".into()));
-        };
         let mut message = StreamMessage::builder().body(body(index, count));
         if named {
             message = message.publishing_id(base + index);
         }
         let confirm = Confirm {
             confirmations: confirmations.clone(),
-            _permit: permit,
         };
         if let Err(err) = producer.send(message.build(), confirm).await {
             return Ok(Attempt::Lost(format!("publishing failed: {err}")));
         }
-        progress.store(confirmed_now(confirmations), Ordering::Release);
     }
-    let expected = count - first;
-    while confirmations.settled() < expected {
-        if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
-            return Ok(Attempt::Lost("the connection was lost".into()));
-        }
-        let before = confirmations.settled();
-        let waited = tokio::time::timeout(timeout, confirmations.changed.notified()).await;
-        progress.store(confirmed_now(confirmations), Ordering::Release);
-        if waited.is_err() && confirmations.settled() == before {
-            return Ok(Attempt::Lost(format!(
-                "no confirmation for {} (producer.confirm_timeout)",
-                humantime::format_duration(timeout)
-            )));
-        }
+    if let Some(lost) = settle(target, producer, confirmations, count - first).await {
+        return Ok(lost);
     }
+    progress.store(confirmed_now(confirmations), Ordering::Relaxed);
     let rejected = confirmations.rejected.load(Ordering::Acquire);
     if rejected > 0 {
         return Err(not_confirmed(
@@ -429,6 +422,34 @@ async fn publish_range(
         ));
     }
     Ok(Attempt::Done)
+}
+
+/// Waits until at least `settled` messages of this connection are confirmed or rejected; says
+/// why not if the connection is lost or no confirmation arrives within `confirm_timeout`.
+async fn settle(
+    target: &Target,
+    producer: &StreamProducer,
+    confirmations: &Confirmations,
+    settled: u64,
+) -> Option<Attempt> {
+    let timeout = target.settings.confirm_timeout;
+    while confirmations.settled() < settled {
+        if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
+            return Some(Attempt::Lost("the connection was lost".into()));
+        }
+        let before = confirmations.settled();
+        let waited = tokio::time::timeout(timeout, confirmations.changed.notified()).await;
+        if waited.is_err() && confirmations.settled() == before {
+            return Some(Attempt::Lost(format!(
+                "no confirmation for {} (producer.confirm_timeout)",
+                humantime::format_duration(timeout)
+            )));
+        }
+    }
+    if confirmations.lost.load(Ordering::Acquire) || producer.is_closed() {
+        return Some(Attempt::Lost("the connection was lost".into()));
+    }
+    None
 }
 
 async fn report_progress(confirmed: Arc<AtomicU64>, count: u64) {
