@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use actix::Actor;
 use clap::Parser;
+use shared::cli::{push, CommonArgs};
 use shared::config::Settings;
 use shared::error::{Error, Result};
 use shared::messages::GetStats;
@@ -18,18 +19,61 @@ use tracker::{BrokerStore, Close, Tracker};
 
 use crate::consumer_actor::{ConsumerActor, Outcome, Subscription, TrackerLink};
 
-/// Consume a stream from any position and resume where the last run stopped.
+/// Consume a stream as a named consumer until the marker: from where the last run stopped if
+/// the broker holds an offset for the name, else from the configured position.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, after_help = shared::cli::EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
-    config: shared::cli::ConfigArgs,
+    common: CommonArgs,
+
+    /// Where to attach when no offset is stored for the name: first, last, next, an offset, or
+    /// timestamp:<RFC 3339> (consumer.offset) [default: first]
+    #[arg(long, value_name = "SPEC", env = "OFFSET_TRACKING__CONSUMER__OFFSET")]
+    offset: Option<OffsetSpec>,
+
+    /// Consumer name: the broker stores its offset under it (consumer.name) [default: consumer-1]
+    #[arg(long, value_name = "NAME", env = "OFFSET_TRACKING__CONSUMER__NAME")]
+    name: Option<String>,
+
+    /// Store after this many processed messages; 0 turns it off
+    /// (tracker.store_every_messages) [default: 10]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES"
+    )]
+    store_every_messages: Option<u64>,
+
+    /// Store when this much time passed with progress, e.g. 5s; 0s turns it off
+    /// (tracker.store_every) [default: 5s]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OFFSET_TRACKING__TRACKER__STORE_EVERY"
+    )]
+    store_every: Option<String>,
+}
+
+impl Cli {
+    fn settings(&self) -> shared::Result<Settings> {
+        let mut own = vec![];
+        push(&mut own, "consumer.offset", &self.offset);
+        push(&mut own, "consumer.name", &self.name);
+        push(
+            &mut own,
+            "tracker.store_every_messages",
+            &self.store_every_messages,
+        );
+        push(&mut own, "tracker.store_every", &self.store_every);
+        self.common.load(own)
+    }
 }
 
 fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.config.as_deref()) {
+    let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };

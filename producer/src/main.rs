@@ -7,24 +7,48 @@ use std::process::ExitCode;
 
 use actix::Actor;
 use clap::Parser;
+use shared::cli::{push, CommonArgs};
 use shared::config::Settings;
 use shared::error::{Error, Result};
 use shared::{connection, runtime};
 
 use crate::publisher::{PublishWave, Publisher, Target};
 
-/// Publish a wave of messages, the last one a marker, and wait for every confirmation.
+/// Publish a wave of messages to a stream — hello0, hello1, …, the last one marker{n-1} — and
+/// wait until the broker has confirmed every one of them.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, after_help = shared::cli::EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
-    config: shared::cli::ConfigArgs,
+    common: CommonArgs,
+
+    /// Messages in the wave, the marker included (producer.message_count) [default: 100]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT"
+    )]
+    count: Option<u64>,
+
+    /// Producer name: turns on deduplication, so a lost connection is survived without writing
+    /// a message twice (producer.name) [default: none]
+    #[arg(long, value_name = "NAME", env = "OFFSET_TRACKING__PRODUCER__NAME")]
+    name: Option<String>,
+}
+
+impl Cli {
+    fn settings(&self) -> shared::Result<Settings> {
+        let mut own = vec![];
+        push(&mut own, "producer.message_count", &self.count);
+        push(&mut own, "producer.name", &self.name);
+        self.common.load(own)
+    }
 }
 
 fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.config.as_deref()) {
+    let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };

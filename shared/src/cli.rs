@@ -1,11 +1,90 @@
-//! Command-line options common to both programs.
+//! Command-line options common to both programs. Each flag names the `config.toml` key it sets;
+//! [`Settings::load_with`](crate::Settings::load_with) puts flags above the environment and the
+//! file.
 
 use std::path::PathBuf;
 
-/// `--config PATH`: the configuration file (default `config.toml` in the working directory).
+use crate::error::Result;
+use crate::Settings;
+
+/// `--config PATH`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
-    /// Configuration file; `OFFSET_TRACKING__<SECTION>__<KEY>` environment variables override it.
-    #[arg(long, value_name = "PATH", env = "OFFSET_TRACKING_CONFIG")]
+    /// Configuration file [default: ./config.toml, if present]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "OFFSET_TRACKING_CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
 }
+
+/// Options every program takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// `--config PATH`.
+    #[command(flatten)]
+    pub file: ConfigArgs,
+
+    /// The stream (stream.name) [default: stream-offset-tracking-rust]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "OFFSET_TRACKING__STREAM__NAME",
+        global = true
+    )]
+    pub stream: Option<String>,
+
+    /// The broker's host (broker.host) [default: localhost]
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "OFFSET_TRACKING__BROKER__HOST",
+        global = true
+    )]
+    pub host: Option<String>,
+
+    /// The broker's stream port (broker.port) [default: 5552]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "OFFSET_TRACKING__BROKER__PORT",
+        global = true
+    )]
+    pub port: Option<u16>,
+}
+
+impl CommonArgs {
+    /// The configuration keys these flags set.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        push(&mut out, "stream.name", &self.stream);
+        push(&mut out, "broker.host", &self.host);
+        push(&mut out, "broker.port", &self.port);
+        out
+    }
+
+    /// Loads the settings with `more` overrides (a program's own flags) and these.
+    pub fn load(&self, more: Vec<(&'static str, String)>) -> Result<Settings> {
+        let mut overrides = self.overrides();
+        overrides.extend(more);
+        Settings::load_with(self.file.config.as_deref(), &overrides)
+    }
+}
+
+/// Adds `key = value` when the flag was given.
+pub fn push<T: ToString>(
+    out: &mut Vec<(&'static str, String)>,
+    key: &'static str,
+    value: &Option<T>,
+) {
+    if let Some(value) = value {
+        out.push((key, value.to_string()));
+    }
+}
+
+/// The exit codes, for `--help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 runtime failure (broker, stream, unconfirmed messages); \
+2 usage or configuration error.\nPrecedence: flag > OFFSET_TRACKING__<SECTION>__<KEY> environment > \
+--config file > built-in default. Diagnostics go to stderr (RUST_LOG, default info).";

@@ -215,6 +215,13 @@ impl Settings {
     ///
     /// An explicit `path` must exist; the default file may be absent (built-in defaults apply).
     pub fn load(path: Option<&Path>) -> Result<Self> {
+        Self::load_with(path, &[])
+    }
+
+    /// Like [`Settings::load`], with `overrides` (`("section.key", value)`, from command-line
+    /// flags) above everything else. The one place that resolves precedence:
+    /// flag > environment > file > built-in default.
+    pub fn load_with(path: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self> {
         let (file, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
@@ -225,14 +232,20 @@ impl Settings {
                 file.display()
             )));
         }
-        let source = config::Config::builder()
+        let mut builder = config::Config::builder()
             .add_source(config::File::from(file.as_path()).required(required))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true),
-            )
+            );
+        for (key, value) in overrides {
+            builder = builder
+                .set_override(*key, value.as_str())
+                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+        }
+        let source = builder
             .build()
             .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
         let settings: Settings = source

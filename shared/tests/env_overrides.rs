@@ -1,4 +1,5 @@
-//! `OFFSET_TRACKING__<SECTION>__<KEY>` overrides the file, for one key of each section.
+//! Precedence, for one key of each section: flag > `OFFSET_TRACKING__<SECTION>__<KEY>` > file >
+//! built-in default.
 //! (Its own test binary: it changes the process environment.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,4 +37,21 @@ fn the_environment_overrides_the_file() {
     assert_eq!(s.tracker.store_every, Duration::from_secs(2));
     // Keys the environment does not name come from the file.
     assert_eq!(s.tracker.store_every_messages, 3);
+
+    // A flag (an override) beats the environment, for one key of each section.
+    let flags = [
+        ("broker.port", "3333".to_string()),
+        ("stream.name", "from-flag".to_string()),
+        ("producer.message_count", "7".to_string()),
+        ("consumer.offset", "next".to_string()),
+        ("tracker.store_every", "3s".to_string()),
+    ];
+    let s = Settings::load_with(Some(file.path()), &flags).unwrap();
+    assert_eq!(s.broker.port, 3333);
+    assert_eq!(s.stream.name, "from-flag");
+    assert_eq!(s.producer.message_count, 7);
+    assert_eq!(s.consumer.offset, OffsetSpec::Next);
+    assert_eq!(s.tracker.store_every, Duration::from_secs(3));
+    // Without file, environment or flag: the built-in default.
+    assert_eq!(s.broker.host, "localhost");
 }
