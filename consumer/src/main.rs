@@ -3,6 +3,7 @@
 //! to store its progress on the broker.
 
 mod consumer_actor;
+mod offsets;
 
 use std::process::ExitCode;
 
@@ -33,8 +34,21 @@ struct Cli {
     offset: Option<OffsetSpec>,
 
     /// Consumer name: the broker stores its offset under it (consumer.name) [default: consumer-1]
-    #[arg(long, value_name = "NAME", env = "OFFSET_TRACKING__CONSUMER__NAME")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "OFFSET_TRACKING__CONSUMER__NAME",
+        global = true
+    )]
     name: Option<String>,
+
+    /// Ignore the stored offset this once and attach at --offset (e.g. `--replay --offset first`
+    /// re-reads the stream from its start); stores then go on from what this run processes
+    #[arg(long)]
+    replay: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
 
     /// Store after this many processed messages; 0 turns it off
     /// (tracker.store_every_messages) [default: 10]
@@ -53,6 +67,31 @@ struct Cli {
         env = "OFFSET_TRACKING__TRACKER__STORE_EVERY"
     )]
     store_every: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Read or change a consumer's stored offset (`--name`, `--stream` select it)
+    Offsets {
+        #[command(subcommand)]
+        action: OffsetsAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OffsetsAction {
+    /// The stored offset, the stream's first and last offsets, and the lag; "none stored" is a
+    /// normal answer
+    Show,
+    /// Store an offset as the last processed one: the next run starts right after it
+    Set {
+        /// An offset; `last` (skip the backlog); or `timestamp:<RFC 3339>`, which stores the
+        /// offset before the first message the broker delivers for that time (chunk
+        /// granularity, as the broker attaches). To re-read from the very start, run the
+        /// consumer with --replay instead: RabbitMQ cannot store an offset before 0
+        #[arg(long, value_name = "TARGET")]
+        to: offsets::Target,
+    },
 }
 
 impl Cli {
@@ -77,7 +116,15 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };
-    runtime::run(consume(settings))
+    match cli.command {
+        None => runtime::run(consume(settings, cli.replay)),
+        Some(Command::Offsets {
+            action: OffsetsAction::Show,
+        }) => runtime::run(offsets::show(settings)),
+        Some(Command::Offsets {
+            action: OffsetsAction::Set { to },
+        }) => runtime::run(offsets::set(settings, to)),
+    }
 }
 
 /// Where to attach: right after the stored offset if there is one (it takes precedence over the
@@ -89,7 +136,7 @@ fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
     }
 }
 
-async fn consume(settings: Settings) -> Result<()> {
+async fn consume(settings: Settings, replay: bool) -> Result<()> {
     let name = settings.consumer.name.as_str();
     let stream = settings.stream.name.as_str();
     let environment =
@@ -98,7 +145,14 @@ async fn consume(settings: Settings) -> Result<()> {
 
     // The tracker's own connection: stores never travel on the delivery connection.
     let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
-    let stored = connection::stored_offset(&store_client, name, stream).await?;
+    let mut stored = connection::stored_offset(&store_client, name, stream).await?;
+    if replay {
+        tracing::info!(
+            consumer = name,
+            "--replay: ignoring the stored offset {stored:?} this once"
+        );
+        stored = None;
+    }
     let position = start_position(stored, settings.consumer.offset);
     match stored {
         Some(offset) => tracing::info!(consumer = name, "resuming after stored offset {offset}"),

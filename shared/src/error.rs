@@ -14,6 +14,10 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// A command was asked something impossible (an unknown stream, an offset past the end).
+    #[error("{0}")]
+    Usage(String),
+
     /// No connection could be opened to the broker.
     #[error("cannot connect to the broker at {endpoint}: {reason}")]
     Connect {
@@ -107,7 +111,7 @@ impl Error {
     /// The process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::Usage(_) => 2,
             _ => 1,
         }
     }

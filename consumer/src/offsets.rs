@@ -1,0 +1,225 @@
+//! `consumer offsets show|set`: what `kafka-consumer-groups --describe / --reset-offsets` is for
+//! Kafka users — read a consumer's stored offset with the stream's bounds, or store a new one.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rabbitmq_stream_client::{Client, Environment};
+use shared::config::Settings;
+use shared::error::{describe_client_error, Error, Result};
+use shared::{connection, OffsetSpec};
+
+/// How long to wait for the broker to deliver from a position before calling the stream empty there.
+const READ_WAIT: Duration = Duration::from_secs(2);
+
+/// Where `offsets set --to` points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// This offset.
+    Offset(u64),
+    /// The stream's last message: skip the backlog.
+    Last,
+    /// The offset before the first message the broker delivers for this time (epoch ms).
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.parse::<OffsetSpec>() {
+            Ok(OffsetSpec::Offset(n)) => Ok(Target::Offset(n)),
+            Ok(OffsetSpec::Last) => Ok(Target::Last),
+            Ok(OffsetSpec::Timestamp(ms)) => Ok(Target::Timestamp(ms)),
+            _ => Err(format!(
+                "`{text}` is not a target: expected an offset, last, or timestamp:<RFC 3339>"
+            )),
+        }
+    }
+}
+
+/// The stream's first and last message offsets (`None`: no message).
+struct Bounds {
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+struct Admin {
+    environment: Environment,
+    client: Client,
+    stream: String,
+    consumer: String,
+}
+
+impl Admin {
+    async fn connect(settings: &Settings) -> Result<Self> {
+        let stream = settings.stream.name.clone();
+        let client = connection::client(&settings.broker, "consumer offsets").await?;
+        if !connection::stream_exists(&client, &stream).await? {
+            return Err(Error::Usage(format!("stream '{stream}' does not exist")));
+        }
+        Ok(Self {
+            environment: connection::environment(&settings.broker, "consumer offsets").await?,
+            client,
+            stream,
+            consumer: settings.consumer.name.clone(),
+        })
+    }
+
+    /// The offset of the first message the broker delivers from `position`, if any; with
+    /// `to_end`, the offset of the last message it delivers before going quiet.
+    async fn delivered_from(&self, position: OffsetSpec, to_end: bool) -> Result<Option<u64>> {
+        let mut consumer = self
+            .environment
+            .consumer()
+            .offset(position.to_client())
+            .build(&self.stream)
+            .await
+            .map_err(|err| Error::Broker {
+                what: "cannot read the stream",
+                stream: self.stream.clone(),
+                reason: err.to_string(),
+            })?;
+        let mut seen = None;
+        while let Ok(Some(delivery)) = tokio::time::timeout(READ_WAIT, consumer.next()).await {
+            let Ok(delivery) = delivery else { break };
+            seen = Some(delivery.offset());
+            if !to_end {
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(READ_WAIT, consumer.handle().close()).await;
+        Ok(seen)
+    }
+
+    async fn bounds(&self) -> Result<Bounds> {
+        Ok(Bounds {
+            first: self.delivered_from(OffsetSpec::First, false).await?,
+            last: self.delivered_from(OffsetSpec::Last, true).await?,
+        })
+    }
+
+    async fn stored(&self) -> Result<Option<u64>> {
+        connection::stored_offset(&self.client, &self.consumer, &self.stream).await
+    }
+
+    async fn close(self) {
+        let _ = tokio::time::timeout(READ_WAIT, self.client.close()).await;
+    }
+}
+
+fn show_offset(offset: Option<u64>) -> String {
+    offset.map_or_else(|| "none".into(), |o| o.to_string())
+}
+
+/// `consumer offsets show`.
+pub async fn show(settings: Settings) -> Result<()> {
+    let admin = Admin::connect(&settings).await?;
+    let stored = admin.stored().await?;
+    let bounds = admin.bounds().await?;
+    println!("stream:         {}", admin.stream);
+    println!("consumer:       {}", admin.consumer);
+    match stored {
+        Some(offset) => println!(
+            "stored offset:  {offset} (the next run starts at {})",
+            offset + 1
+        ),
+        None => println!(
+            "stored offset:  none (the next run starts at the configured position: {})",
+            settings.consumer.offset
+        ),
+    }
+    println!("first offset:   {}", show_offset(bounds.first));
+    println!("last offset:    {}", show_offset(bounds.last));
+    // Offsets also count the log's tracking entries: this is an upper bound on messages behind.
+    match (stored, bounds.last) {
+        (Some(stored), Some(last)) => println!(
+            "lag:            {} offsets behind the last message",
+            last.saturating_sub(stored)
+        ),
+        (None, Some(_)) => println!("lag:            unknown (nothing stored)"),
+        (_, None) => println!("lag:            0 (the stream is empty)"),
+    }
+    admin.close().await;
+    Ok(())
+}
+
+/// `consumer offsets set --to TARGET`.
+pub async fn set(settings: Settings, target: Target) -> Result<()> {
+    let admin = Admin::connect(&settings).await?;
+    let bounds = admin.bounds().await?;
+    let Some(last) = bounds.last else {
+        return Err(Error::Usage(format!(
+            "stream '{}' is empty: there is nothing to skip to",
+            admin.stream
+        )));
+    };
+    let offset = match target {
+        Target::Offset(n) if n > last => {
+            return Err(Error::Usage(format!(
+                "offset {n} is past the end of stream '{}' (its last offset is {last})",
+                admin.stream
+            )))
+        }
+        Target::Offset(n) => n,
+        Target::Last => last,
+        Target::Timestamp(ms) => {
+            let first = admin
+                .delivered_from(OffsetSpec::Timestamp(ms), false)
+                .await?
+                .ok_or_else(|| {
+                    Error::Usage("no message at or after that time: nothing to store".into())
+                })?;
+            first.checked_sub(1).ok_or_else(|| {
+                Error::Usage(
+                    "that time is before the stream's first message, and RabbitMQ cannot store \
+                     an offset before 0: run the consumer with --replay to start from the beginning"
+                        .into(),
+                )
+            })?
+        }
+    };
+    admin
+        .client
+        .store_offset(&admin.consumer, &admin.stream, offset)
+        .await
+        .map_err(|err| Error::StoreOffset {
+            consumer: admin.consumer.clone(),
+            stream: admin.stream.clone(),
+            offset,
+            reason: describe_client_error(&err),
+        })?;
+    // The store has no reply: read it back on the same connection to be sure it was taken.
+    let stored = admin.stored().await?;
+    if stored != Some(offset) {
+        return Err(Error::Internal(format!(
+            "stored {offset}, but the broker holds {}",
+            show_offset(stored)
+        )));
+    }
+    println!(
+        "stored offset {offset} for consumer '{}' on stream '{}': the next run starts at {}",
+        admin.consumer,
+        admin.stream,
+        offset + 1
+    );
+    admin.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!("17".parse(), Ok(Target::Offset(17)));
+        assert_eq!("last".parse(), Ok(Target::Last));
+        assert_eq!(
+            "timestamp:1970-01-01T00:00:01Z".parse(),
+            Ok(Target::Timestamp(1000))
+        );
+        assert!("first".parse::<Target>().is_err());
+        assert!("next".parse::<Target>().is_err());
+    }
+}
