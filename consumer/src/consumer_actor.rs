@@ -23,6 +23,7 @@ use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
 use shared::messages::{Flush, Processed, StoredProgress};
+use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,11 @@ impl Subscription {
             .await
             .map_err(|err| subscribe_error(&self.stream, err))
     }
+}
+
+/// An optional offset for people: the number, or `none`.
+pub fn show(offset: Option<u64>) -> String {
+    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
@@ -143,6 +149,7 @@ pub struct ConsumerActor {
     phase: Phase,
     first_received_at: Option<Instant>,
     last_delivery_at: Instant,
+    progress: Reporter,
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
@@ -168,6 +175,7 @@ impl ConsumerActor {
             phase: Phase::Consuming,
             first_received_at: None,
             last_delivery_at: Instant::now(),
+            progress: Reporter::new("processed", None),
             done: Some(done),
         }
     }
@@ -422,6 +430,7 @@ impl ConsumerActor {
             return;
         }
         self.phase = Phase::Finishing;
+        self.progress.finish();
         let pending = self.unreported.take();
         let tracker = self.tracker.clone();
         let handle = self.handle.take();
@@ -490,6 +499,18 @@ impl Actor for ConsumerActor {
                 }),
         );
         ctx.run_interval(IDLE_CHECK, |actor, ctx| actor.check_stream(ctx));
+        ctx.run_interval(progress::TICK, |actor, _| {
+            if actor.phase == Phase::Finishing {
+                return;
+            }
+            let stored = actor.tracker.stored.borrow().offset;
+            let details = format!(
+                "last processed {}, last stored {}",
+                show(actor.outcome.last_offset),
+                show(stored)
+            );
+            actor.progress.tick(actor.outcome.messages, &details);
+        });
     }
 }
 

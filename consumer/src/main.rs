@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracker::{BrokerStore, Close, Tracker};
 
-use crate::consumer_actor::{ConsumerActor, Outcome, Subscription, TrackerLink};
+use crate::consumer_actor::{show, ConsumerActor, Outcome, Subscription, TrackerLink};
 
 /// Consume a stream as a named consumer until the marker: from where the last run stopped if
 /// the broker holds an offset for the name, else from the configured position.
@@ -214,11 +214,6 @@ async fn consume(settings: Settings, replay: bool) -> Result<()> {
         outcome.reached_marker,
     );
     Ok(())
-}
-
-/// An optional offset for the summary line: the number, or `none`.
-fn show(offset: Option<u64>) -> String {
-    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline};
+use shared::testing::{our_binary, run_with_deadline, unique, Running, TestStream};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -69,4 +69,34 @@ fn usage_errors_exit_2() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn off_a_terminal_progress_is_plain_lines() {
+    let stream = TestStream::new("cli-progress").await;
+    // No marker: the consumer runs until it is stopped.
+    stream
+        .publish((0..10).map(|i| format!("hello{i}").into_bytes()))
+        .await;
+    let mut running = Running::spawn(our_binary(env!("CARGO_BIN_EXE_consumer")).args([
+        "--stream",
+        &stream.name,
+        "--name",
+        &unique("cli"),
+    ]));
+    running.wait_for_line("First message received", LIMIT);
+    std::thread::sleep(Duration::from_millis(6500));
+    running.signal("TERM");
+    let out = running.finish(LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("progress: processed 10,") && l.contains("last processed")),
+        "no progress line: {err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "escape codes off a terminal: {err:?}"
+    );
 }

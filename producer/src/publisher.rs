@@ -22,10 +22,8 @@ use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
 use shared::config::{BrokerSettings, ProducerSettings};
 use shared::connection;
 use shared::error::{describe_client_error, describe_code, Error, Result};
-use tokio::sync::Notify;
-
-/// How often a long wave reports its progress on stderr.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+use shared::progress::{self, Reporter};
+use tokio::sync::{oneshot, Notify};
 
 /// The in-flight window and the connection are checked once per this many messages.
 const CHECK_EVERY: u64 = 256;
@@ -282,9 +280,18 @@ enum Attempt {
 }
 
 async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
-    let mut started = None;
     let progress = Arc::new(AtomicU64::new(0));
-    let _progress = AbortOnDrop(tokio::spawn(report_progress(progress.clone(), count)));
+    // Dropping `stop` (here, or with this future) ends the reporter, which clears its bar.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let reporter = tokio::spawn(report_progress(progress.clone(), count, stopped));
+    let result = publish_all(target, count, &progress).await;
+    drop(stop);
+    let _ = reporter.await;
+    result
+}
+
+async fn publish_all(target: Target, count: u64, progress: &AtomicU64) -> Result<WaveReport> {
+    let mut started = None;
     let named = target.settings.name.is_some();
     let mut reconnects = 0;
     let mut failed_attempts = 0;
@@ -328,7 +335,7 @@ async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
             &target,
             &mut producer,
             &confirmations,
-            &progress,
+            progress,
             base,
             first,
             count,
@@ -452,26 +459,16 @@ async fn settle(
     None
 }
 
-async fn report_progress(confirmed: Arc<AtomicU64>, count: u64) {
-    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
-    ticks.tick().await;
+async fn report_progress(confirmed: Arc<AtomicU64>, count: u64, mut stop: oneshot::Receiver<()>) {
+    let mut reporter = Reporter::new("confirmed", Some(count));
+    let mut ticks = tokio::time::interval(progress::TICK);
     loop {
-        ticks.tick().await;
-        let confirmed = confirmed.load(Ordering::Acquire);
-        tracing::info!(
-            "confirmed {confirmed} of {count} ({:.0}%)",
-            confirmed as f64 * 100.0 / count as f64
-        );
+        tokio::select! {
+            _ = ticks.tick() => reporter.tick(confirmed.load(Ordering::Relaxed), ""),
+            _ = &mut stop => break,
+        }
     }
-}
-
-/// Stops a background task when the owner goes away, however it leaves.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    reporter.finish();
 }
 
 #[cfg(test)]

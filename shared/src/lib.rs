@@ -7,6 +7,7 @@ pub mod connection;
 pub mod error;
 pub mod messages;
 pub mod offset_spec;
+pub mod progress;
 pub mod runtime;
 pub mod telemetry;
 #[cfg(feature = "testing")]
