@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A local RabbitMQ 4.0.5 with the stream plugin, for demos and tests.
 #
-#   scripts/broker.sh up      start it (idempotent); returns when the stream port answers
+#   scripts/broker.sh up      start it (idempotent); returns when the stream ports answer
 #   scripts/broker.sh down    stop it; leaves nothing running or mounted under the root
-#   scripts/broker.sh status  say what runs where
+#   scripts/broker.sh status  say what runs where (and where the TLS files are)
 #   scripts/broker.sh restart stop the local node and start it again (failure tests use it)
 #
 # If a broker already answers on BROKER_HOST:BROKER_PORT, `up` reuses it. Otherwise it runs
@@ -11,22 +11,37 @@
 # cannot talk to the stream client 0.11). Nothing from trixie is installed into the host system.
 # The root is cached in BROKER_ROOT, so a second `up` takes seconds.
 #
+# The local node also has a TLS stream listener on 127.0.0.1:BROKER_TLS_PORT (5551), with a
+# throw-away CA made on first `up` in BROKER_ROOT/etc/rabbitmq/tls: ca.pem (what clients trust),
+# server.pem and server-key.pem (the broker's, for localhost and 127.0.0.1), client.pem and
+# client-key.pem (PKCS#8, a client certificate the broker accepts). A root made before TLS was
+# added gets them on the next `up`, and its running node is restarted once to load them.
+#
 # Environment: BROKER_ROOT (default /var/lib/offset-tracking/broker-root), BROKER_HOST
-# (localhost), BROKER_PORT (5552), BROKER_UP_TIMEOUT seconds (120).
+# (localhost), BROKER_PORT (5552), BROKER_TLS_PORT (5551), BROKER_UP_TIMEOUT seconds (120).
 set -euo pipefail
 
 ROOT=${BROKER_ROOT:-/var/lib/offset-tracking/broker-root}
 HOST=${BROKER_HOST:-localhost}
 PORT=${BROKER_PORT:-5552}
 UP_TIMEOUT=${BROKER_UP_TIMEOUT:-120}
+TLS_PORT=${BROKER_TLS_PORT:-5551}
+# The TLS files, as the node sees them (inside the root) and as the host sees them.
+TLS_DIR_IN_ROOT=/etc/rabbitmq/tls
+TLS_DIR=$ROOT$TLS_DIR_IN_ROOT
+# Serialises up, down and restart (tests restart the broker while others bring it up).
+LOCK_FILE=$ROOT.lock
 
 log() { echo "broker: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 port_answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$PORT" 2>/dev/null; }
+tls_port_answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$TLS_PORT" 2>/dev/null; }
 root_ready() { [ -f "$ROOT/.offset-tracking-ready" ]; }
 proc_mounted() { mountpoint -q "$ROOT/proc"; }
-in_root() { chroot "$ROOT" "$@"; }
+# The lock's descriptor (9) is closed in the root: a daemon started there (the node, epmd) must
+# not hold the lock for as long as it runs.
+in_root() { chroot "$ROOT" "$@" 9>&-; }
 
 # Every mount below the root, deepest first.
 mounts_under_root() {
@@ -65,14 +80,104 @@ EOF
   touch "$ROOT/.offset-tracking-ready"
 }
 
+# The TLS files `up` makes, in TLS_DIR.
+TLS_FILES="ca.pem ca-key.pem server.pem server-key.pem client.pem client-key.pem"
+tls_made() {
+  local f
+  for f in $TLS_FILES; do [ -s "$TLS_DIR/$f" ] || return 1; done
+}
+
+# A throw-away CA, the broker's certificate (localhost, 127.0.0.1) and a client certificate, made
+# with the root's own openssl, so the host needs none. Keys are EC P-256 in PKCS#8 ("BEGIN PRIVATE
+# KEY", the only format the Rust client reads). Made once; sets TLS_CHANGED=1 if it made them now.
+TLS_CHANGED=0
+make_tls() {
+  tls_made && return 0
+  log "making a throw-away CA and certificates in $TLS_DIR"
+  rm -rf "$TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  # X.509 v3 extensions as rustls requires them: a CA marked as one, the server's names in
+  # subjectAltName (the common name is not looked at).
+  cat >"$TLS_DIR/extensions.cnf" <<'EOF'
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  # shellcheck disable=SC2016 # expanded by the root's shell
+  in_root sh -ec '
+    cd "$1"
+    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+    key ca-key.pem
+    openssl req -new -key ca-key.pem -subj "/CN=offset-tracking throw-away test CA" -out ca.csr
+    openssl x509 -req -in ca.csr -key ca-key.pem -days 3650 \
+      -extfile extensions.cnf -extensions ca -out ca.pem
+    for who in server client; do
+      key "$who-key.pem"
+      openssl req -new -key "$who-key.pem" -subj "/CN=offset-tracking $who" -out "$who.csr"
+      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+        -extfile extensions.cnf -extensions "$who" -out "$who.pem"
+    done
+    rm -f ./*.csr ca.srl extensions.cnf
+    # The node runs as rabbitmq; the client key is a throw-away test key, readable by tests.
+    chown root:rabbitmq server-key.pem
+    chmod 640 server-key.pem
+    chmod 600 ca-key.pem
+    chmod 644 ca.pem server.pem client.pem client-key.pem
+  ' sh "$TLS_DIR_IN_ROOT" >/dev/null 2>&1 || die "could not make the TLS files in $TLS_DIR"
+  tls_made || die "the TLS files in $TLS_DIR are incomplete"
+  TLS_CHANGED=1
+}
+
+# Adds the TLS stream listener to rabbitmq.conf unless it is there; sets TLS_CHANGED=1 if it did.
+configure_tls() {
+  local conf=$ROOT/etc/rabbitmq/rabbitmq.conf
+  grep -q '^stream\.listeners\.ssl\.' "$conf" && return 0
+  log "adding the TLS stream listener 127.0.0.1:$TLS_PORT to $conf"
+  [ -z "$(tail -c 1 "$conf")" ] || echo >>"$conf"
+  cat >>"$conf" <<EOF
+# TLS stream listener (scripts/broker.sh), throw-away certificates in $TLS_DIR_IN_ROOT
+stream.listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+stream.advertised_tls_host = localhost
+stream.advertised_tls_port = $TLS_PORT
+ssl_options.cacertfile = $TLS_DIR_IN_ROOT/ca.pem
+ssl_options.certfile = $TLS_DIR_IN_ROOT/server.pem
+ssl_options.keyfile = $TLS_DIR_IN_ROOT/server-key.pem
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+EOF
+  TLS_CHANGED=1
+}
+
 node_running() { root_ready && proc_mounted && in_root rabbitmqctl -q status >/dev/null 2>&1; }
 
 up() {
-  if port_answers; then
+  if port_answers && ! { root_ready && proc_mounted; }; then
     log "a broker already answers on $HOST:$PORT; reusing it"
+    tls_port_answers \
+      || log "nothing answers on $HOST:$TLS_PORT: TLS needs the local broker this script starts"
     return 0
   fi
   make_root
+  make_tls
+  configure_tls
+  if [ "$TLS_CHANGED" = 1 ] && node_running; then
+    log "the TLS set-up is new: restarting the local node once to load it"
+    down
+  fi
   proc_mounted || mount -t proc proc "$ROOT/proc"
   if ! node_running; then
     log "starting rabbitmq-server in $ROOT"
@@ -88,7 +193,12 @@ up() {
     [ $SECONDS -lt $deadline ] || die "the stream port $HOST:$PORT does not answer after ${UP_TIMEOUT}s"
     sleep 0.5
   done
-  log "RabbitMQ $(in_root rabbitmqctl -q version 2>/dev/null) is up; streams on $HOST:$PORT (guest/guest)"
+  until tls_port_answers; do
+    [ $SECONDS -lt $deadline ] || die "the TLS stream port $HOST:$TLS_PORT does not answer after ${UP_TIMEOUT}s; see $ROOT/var/log/rabbitmq/"
+    sleep 0.5
+  done
+  log "RabbitMQ $(in_root rabbitmqctl -q version 2>/dev/null) is up; streams on $HOST:$PORT, TLS streams on $HOST:$TLS_PORT (guest/guest)"
+  log "TLS: the CA to trust is $TLS_DIR/ca.pem (client certificate: $TLS_DIR/client.pem, key: $TLS_DIR/client-key.pem)"
 }
 
 down() {
@@ -125,15 +235,31 @@ status() {
   else
     echo "local node: not running"
   fi
+  if tls_port_answers; then echo "TLS stream port $HOST:$TLS_PORT: answering"; else echo "TLS stream port $HOST:$TLS_PORT: not answering"; fi
+  if tls_made; then
+    echo "TLS CA certificate: $TLS_DIR/ca.pem"
+    echo "TLS client certificate: $TLS_DIR/client.pem"
+    echo "TLS client key (PKCS#8): $TLS_DIR/client-key.pem"
+  else
+    echo "TLS CA certificate: not made (scripts/broker.sh up makes it)"
+  fi
   local m; m=$(mounts_under_root | tr '\n' ' ')
   echo "mounted under root: ${m:-nothing}"
 }
 
+# Holds the lock for the rest of the script (up, down and restart one at a time).
+take_lock() {
+  mkdir -p "$(dirname "$LOCK_FILE")"
+  exec 9>"$LOCK_FILE"
+  flock -w $((UP_TIMEOUT + 60)) 9 || die "another scripts/broker.sh holds $LOCK_FILE"
+}
+
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) take_lock; up ;;
+  down) take_lock; down ;;
   status) status ;;
   restart)
+    take_lock
     root_ready && proc_mounted || die "no local broker runs from $ROOT: restart needs the one 'up' started"
     down
     up

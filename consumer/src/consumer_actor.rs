@@ -23,6 +23,7 @@ use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
 use shared::messages::{Flush, Processed, StoredProgress};
+use shared::metrics as names;
 use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
 use tokio::sync::{oneshot, watch};
@@ -290,6 +291,9 @@ impl ConsumerActor {
             }
             if let Some(last) = self.outcome.last_offset {
                 tracing::debug!(target: "consumer::processed", last, count = processed, "processed");
+                metrics::counter!(names::MESSAGES_PROCESSED).increment(processed);
+                metrics::gauge!(names::LAST_PROCESSED_OFFSET).set(last as f64);
+                metrics::gauge!(names::UNSTORED_MESSAGES).set(self.ahead_of_store() as f64);
                 if let Err(err) = self.report(last, processed) {
                     return self.finish(Some(err), ctx);
                 }
@@ -329,6 +333,7 @@ impl ConsumerActor {
         }
         self.phase = Phase::Reconnecting;
         self.outcome.reconnects += 1;
+        metrics::counter!(names::RESUBSCRIBES).increment(1);
         if let Some(old) = self.handle.take() {
             // The old subscription may be half-alive: close it, never wait for it.
             actix::spawn(async move {

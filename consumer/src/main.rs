@@ -139,6 +139,9 @@ fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
 async fn consume(settings: Settings, replay: bool) -> Result<()> {
     let name = settings.consumer.name.as_str();
     let stream = settings.stream.name.as_str();
+    if let Some(listen) = settings.metrics.listen {
+        shared::metrics::serve(listen)?;
+    }
     let environment =
         connection::environment(&settings.broker, &format!("consumer {name}")).await?;
     connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;

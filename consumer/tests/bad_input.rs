@@ -2,22 +2,17 @@
 //! error, and nothing panics or hangs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline, summary_field, unique, Running, TestStream};
+use shared::testing::{
+    named_consumer, run_with_deadline, stderr_of, summary_field, unique, Running, TestStream,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn consumer(stream: &str, name: &str) -> Command {
-    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
-    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
-        .env("OFFSET_TRACKING__CONSUMER__NAME", name);
-    cmd
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    named_consumer(env!("CARGO_BIN_EXE_consumer"), stream, name)
 }
 
 #[tokio::test]
@@ -37,12 +32,12 @@ async fn empty_non_utf8_and_large_bodies_are_processed() {
     let log = stream.read_all().await;
     assert_eq!(log.len(), 5);
     let out = run_with_deadline(&mut consumer(&stream.name, &name), LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
-        summary_field(&stderr(&out), "messages").as_deref(),
+        summary_field(&stderr_of(&out), "messages").as_deref(),
         Some("5")
     );
-    assert!(!stderr(&out).contains("panicked"));
+    assert!(!stderr_of(&out).contains("panicked"));
     assert_eq!(stream.stored_offset(&name).await, Some(log[4].0));
 }
 
@@ -59,7 +54,7 @@ async fn a_stream_deleted_while_consuming_is_a_clear_error() {
     let env = shared::testing::require_broker().await;
     env.delete_stream(&stream.name).await.unwrap();
     let out = running.finish(Duration::from_secs(30));
-    let err = stderr(&out);
+    let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(&stream.name) && err.contains("deleted"),

@@ -31,12 +31,7 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
     let stream = TestStream::new("o1").await;
     let name = unique("o1");
     stream.publish_wave(100).await;
-    let log: Vec<u64> = stream
-        .read_all()
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect();
+    let log: Vec<u64> = stream.offsets().await;
 
     let show = run_with_deadline(
         consumer(&stream.name, &name).args(["offsets", "show"]),

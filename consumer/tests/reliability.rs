@@ -3,25 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{our_binary, summary_field, unique, Running, TestStream};
+use shared::testing::{named_consumer, stderr_of, summary_field, unique, Running, TestStream};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const WAVE: u64 = 100_000;
 
 fn consumer(stream: &str, name: &str) -> Command {
-    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
-    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
-        .env("OFFSET_TRACKING__CONSUMER__NAME", name)
-        // One debug line per processed batch: what this run processed, for the checks below.
-        .env("RUST_LOG", "info,consumer::processed=debug");
+    let mut cmd = named_consumer(env!("CARGO_BIN_EXE_consumer"), stream, name);
+    // One debug line per processed batch: what this run processed, for the checks below.
+    cmd.env("RUST_LOG", "info,consumer::processed=debug");
     cmd
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -58,12 +52,7 @@ async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
     let stream = TestStream::new("r1").await;
     let name = unique("r1");
     stream.publish_wave(WAVE).await;
-    let log: Vec<u64> = stream
-        .read_all()
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect();
+    let log: Vec<u64> = stream.offsets().await;
 
     let mut running = Running::spawn(&mut consumer(&stream.name, &name));
     running.wait_for_line("First message received", LIMIT);
@@ -72,9 +61,9 @@ async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
     assert!(
         first.status.success(),
         "SIGTERM must exit 0: {}",
-        stderr(&first)
+        stderr_of(&first)
     );
-    let first_seen = processed_offsets(&stderr(&first), &log);
+    let first_seen = processed_offsets(&stderr_of(&first), &log);
     let first_last = *first_seen.last().unwrap();
     assert!(
         (first_seen.len() as u64) < WAVE,
@@ -87,8 +76,8 @@ async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
     );
 
     let second = Running::spawn(&mut consumer(&stream.name, &name)).finish(LIMIT);
-    assert!(second.status.success(), "{}", stderr(&second));
-    let second_seen = processed_offsets(&stderr(&second), &log);
+    assert!(second.status.success(), "{}", stderr_of(&second));
+    let second_seen = processed_offsets(&stderr_of(&second), &log);
     assert!(
         first_seen.is_disjoint(&second_seen),
         "duplicates after SIGTERM"
@@ -116,12 +105,7 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
     let stream = TestStream::new("r2").await;
     let name = unique("r2");
     stream.publish_wave(WAVE).await;
-    let log: Vec<u64> = stream
-        .read_all()
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect();
+    let log: Vec<u64> = stream.offsets().await;
     let mut random = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -144,7 +128,7 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
             std::thread::sleep(pause);
             running.signal("KILL");
             let out = running.finish(LIMIT);
-            let seen = processed_offsets(&stderr(&out), &log);
+            let seen = processed_offsets(&stderr_of(&out), &log);
             let reached_marker = out.status.success() && seen.contains(log.last().unwrap());
             runs.push(seen);
             if reached_marker {
@@ -153,12 +137,12 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
             kills += 1;
         } else {
             let out = running.finish(LIMIT);
-            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(out.status.success(), "{}", stderr_of(&out));
             assert_eq!(
-                summary_field(&stderr(&out), "marker").as_deref(),
+                summary_field(&stderr_of(&out), "marker").as_deref(),
                 Some("true")
             );
-            runs.push(processed_offsets(&stderr(&out), &log));
+            runs.push(processed_offsets(&stderr_of(&out), &log));
             break;
         }
     }

@@ -6,33 +6,23 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use shared::testing::{
-    our_binary, run_with_deadline, summary_field, unique, Running, StoreCountingProxy, TestStream,
+    named_consumer, our_binary, run_with_deadline, stderr_of, stdout_of, summary_field, unique,
+    Running, StoreCountingProxy, TestStream,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn consumer(stream: &str, name: &str) -> Command {
-    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
-    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
-        .env("OFFSET_TRACKING__CONSUMER__NAME", name);
-    cmd
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    named_consumer(env!("CARGO_BIN_EXE_consumer"), stream, name)
 }
 
 /// (first_offset, last_offset) from the tutorial's closing line.
 fn done_line(out: &Output) -> (u64, u64) {
-    let text = stdout(out);
+    let text = stdout_of(out);
     let line = text
         .lines()
         .find(|l| l.starts_with("Done consuming"))
-        .unwrap_or_else(|| panic!("no Done line in {text:?}; stderr: {}", stderr(out)));
+        .unwrap_or_else(|| panic!("no Done line in {text:?}; stderr: {}", stderr_of(out)));
     let numbers: Vec<u64> = line
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
@@ -42,9 +32,9 @@ fn done_line(out: &Output) -> (u64, u64) {
 }
 
 fn messages(out: &Output) -> u64 {
-    summary_field(&stderr(out), "messages")
+    summary_field(&stderr_of(out), "messages")
         .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("no summary line: {}", stderr(out)))
+        .unwrap_or_else(|| panic!("no summary line: {}", stderr_of(out)))
 }
 
 fn assert_ok(out: &Output) {
@@ -52,8 +42,8 @@ fn assert_ok(out: &Output) {
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
         out.status,
-        stdout(out),
-        stderr(out)
+        stdout_of(out),
+        stderr_of(out)
     );
 }
 
@@ -65,7 +55,7 @@ async fn first_wave_from_first_prints_the_tutorials_lines() {
     let out = run_with_deadline(&mut consumer(&stream.name, &unique("c1")), LIMIT);
     assert_ok(&out);
     assert_eq!(
-        stdout(&out),
+        stdout_of(&out),
         format!(
             "Started consuming\nFirst message received\nDone consuming first_offset: {} last_offset: {}\n",
             log[0].0, log[99].0
@@ -236,7 +226,7 @@ async fn the_count_trigger_stores_at_most_once_per_n_messages() {
     );
     assert_eq!(stream.stored_offset(&name).await, Some(log[99].0));
     assert_eq!(
-        summary_field(&stderr(&out), "stores").as_deref(),
+        summary_field(&stderr_of(&out), "stores").as_deref(),
         Some(stores.to_string().as_str()),
         "the summary counts what crossed the wire"
     );
@@ -262,21 +252,21 @@ fn bad_configuration_names_the_key_and_exits_2() {
             out.status.code(),
             Some(2),
             "{key}={value}: {}",
-            stderr(&out)
+            stderr_of(&out)
         );
         assert!(
-            stderr(&out).contains(named),
+            stderr_of(&out).contains(named),
             "{key}={value}: {}",
-            stderr(&out)
+            stderr_of(&out)
         );
-        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        assert!(!stderr_of(&out).contains("panicked"), "{}", stderr_of(&out));
     }
     let out = run_with_deadline(
         our_binary(env!("CARGO_BIN_EXE_consumer")).args(["--config", "/nonexistent.toml"]),
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent.toml"));
+    assert!(stderr_of(&out).contains("/nonexistent.toml"));
 }
 
 #[test]
@@ -287,11 +277,11 @@ fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = stderr_of(&out);
     assert!(
         err.contains("cannot connect to the broker at localhost:1"),
         "{err}"
     );
     assert!(err.contains("scripts/broker.sh up"), "{err}");
-    assert!(stdout(&out).is_empty());
+    assert!(stdout_of(&out).is_empty());
 }

@@ -2,10 +2,12 @@
 //! settings give a clear error and a non-zero exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline, summary_field, unique, TestStream};
+use shared::testing::{
+    our_binary, run_with_deadline, stderr_of, summary_field, unique, TestStream,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -15,21 +17,17 @@ fn producer(stream: &str) -> Command {
     cmd
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn publishes_the_wave_and_waits_for_every_confirmation() {
     let stream = TestStream::new("p1").await;
     let out = run_with_deadline(&mut producer(&stream.name), LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "Publishing 100 messages\nMessages confirmed: True\n"
     );
     assert_eq!(
-        summary_field(&stderr(&out), "confirmed").as_deref(),
+        summary_field(&stderr_of(&out), "confirmed").as_deref(),
         Some("100")
     );
     let log = stream.read_all().await;
@@ -53,7 +51,7 @@ async fn creates_a_missing_stream_and_publishes_a_configured_count() {
     );
     let env = shared::testing::require_broker().await;
     let deleted = env.delete_stream(&fresh).await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(deleted.is_ok(), "the producer did not create {fresh}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -78,7 +76,7 @@ fn wrong_credentials_and_unknown_vhost_are_named() {
     ];
     for (key, value, expected) in cases {
         let out = run_with_deadline(producer(&unique("p3")).env(key, value), LIMIT);
-        let err = stderr(&out);
+        let err = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{key}: {err}");
         assert!(err.contains(expected), "{key}: {err}");
         assert!(

@@ -30,6 +30,16 @@ pub struct Settings {
     pub consumer: ConsumerSettings,
     /// `[tracker]`: how often offsets are stored.
     pub tracker: TrackerSettings,
+    /// `[metrics]`: the consumer's Prometheus endpoint.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve Prometheus metrics on this address (e.g. "127.0.0.1:9464"); off when absent.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[broker]`
@@ -52,6 +62,9 @@ pub struct BrokerSettings {
     /// Heartbeat interval asked of the broker; a link silent for 4 heartbeats is dead.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// `[broker.tls]`: TLS to the broker's TLS stream listener; absent (the default), plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for BrokerSettings {
@@ -64,6 +77,7 @@ impl Default for BrokerSettings {
             virtual_host: "/".into(),
             connect_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -72,6 +86,161 @@ impl BrokerSettings {
     /// `host:port`, for messages.
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// `[broker.tls]`: TLS to the broker's TLS stream listener (RabbitMQ's `stream.listeners.ssl`,
+/// usually port 5551: set `broker.port` too). Relative paths are relative to the working directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM file with the CA certificate(s) the broker's certificate must be signed by.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with a client certificate, for a broker that asks for one; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file with the client certificate's key, unencrypted PKCS#8 (`BEGIN PRIVATE KEY`).
+    pub client_key_file: Option<PathBuf>,
+    /// Development only: encrypt but verify nothing about the broker (no CA, no host name), so
+    /// anyone on the way can pose as it. Logs a warning when used; excludes `ca_file`.
+    pub trust_everything: bool,
+}
+
+impl TlsSettings {
+    /// Rejects a TLS set-up the client would refuse, panic on, or silently weaken: which files
+    /// go together, that each exists and holds what the client reads, and that `host` can be
+    /// checked against the broker's certificate.
+    pub fn validate(&self, host: &str) -> Result<()> {
+        let invalid =
+            |key: &str, why: String| Err(Error::Config(format!("broker.tls.{key}: {why}")));
+        if rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(Error::Config(format!(
+                "broker.host: '{host}' is neither a DNS name nor an IP address, which TLS needs \
+                 to check the broker's certificate"
+            )));
+        }
+        match (&self.ca_file, self.trust_everything) {
+            (None, false) => {
+                return invalid(
+                    "ca_file",
+                    "missing: name the CA that signed the broker's certificate (or, for \
+                     development only, set broker.tls.trust_everything = true)"
+                        .into(),
+                )
+            }
+            (Some(_), true) => {
+                return invalid(
+                    "trust_everything",
+                    "true verifies nothing, so it cannot go with broker.tls.ca_file: remove one"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => {
+                return invalid(
+                    "client_key_file",
+                    "missing: client_cert_file needs it".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "client_cert_file",
+                    "missing: client_key_file needs it".into(),
+                )
+            }
+            (Some(_), Some(_)) if self.trust_everything => {
+                return invalid(
+                    "client_cert_file",
+                    "the client presents a certificate only when it verifies the broker's: \
+                     set ca_file instead of trust_everything"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if let Some(path) = &self.ca_file {
+            let certs = read_certificates("ca_file", path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for (i, cert) in certs.into_iter().enumerate() {
+                if let Err(e) = roots.add(cert) {
+                    return invalid(
+                        "ca_file",
+                        format!(
+                            "certificate {} in {} is not usable as a CA: {e}",
+                            i + 1,
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(path) = &self.client_cert_file {
+            read_certificates("client_cert_file", path)?;
+        }
+        if let Some(path) = &self.client_key_file {
+            check_pkcs8_key(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// The certificates in the PEM file `path`, at least one, or an error naming `key`.
+fn read_certificates(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |why: String| Error::Config(format!("broker.tls.{key}: {why}"));
+    if !path.is_file() {
+        return Err(invalid(format!("{} does not exist", path.display())));
+    }
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Checks that `path` holds an unencrypted PKCS#8 key: the client reads no other format (and
+/// panics on a file without one).
+fn check_pkcs8_key(path: &Path) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |why: String| Err(Error::Config(format!("broker.tls.client_key_file: {why}")));
+    if !path.is_file() {
+        return invalid(format!("{} does not exist", path.display()));
+    }
+    let first = rustls::pki_types::PrivatePkcs8KeyDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut keys| keys.next().transpose().map_err(|e| e.to_string()));
+    match first {
+        Ok(Some(_)) => Ok(()),
+        Err(e) => invalid(format!("cannot read {}: {e}", path.display())),
+        Ok(None) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let found = [
+                ("-----BEGIN RSA PRIVATE KEY-----", "a PKCS#1 RSA key"),
+                ("-----BEGIN EC PRIVATE KEY-----", "a SEC1 EC key"),
+                (
+                    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                    "an encrypted PKCS#8 key",
+                ),
+            ]
+            .into_iter()
+            .find(|(header, _)| text.contains(header))
+            .map_or("no private key", |(_, what)| what);
+            invalid(format!(
+                "{} holds {found}, but the client reads only unencrypted PKCS#8 keys \
+                 (-----BEGIN PRIVATE KEY-----); convert it with \
+                 `openssl pkcs8 -topk8 -nocrypt -in {0} -out {0}.pk8`",
+                path.display()
+            ))
+        }
     }
 }
 
@@ -271,6 +440,9 @@ impl Settings {
         {
             return invalid("broker.heartbeat", "must be at least 1s");
         }
+        if let Some(tls) = &self.broker.tls {
+            tls.validate(&self.broker.host)?;
+        }
         if self.stream.name.trim().is_empty() {
             return invalid("stream.name", "must not be empty");
         }
@@ -413,5 +585,97 @@ mod tests {
         let shown = format!("{s:?} {}", s.broker.password);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
+    }
+
+    /// A CA certificate (its key thrown away): the TLS checks parse it as the client would.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBpTCCAUugAwIBAgIUdvyNyYey7p2ze2phCeXw2M39NZMwCgYIKoZIzj0EAwIw\n\
+JzElMCMGA1UEAwwcb2Zmc2V0LXRyYWNraW5nIHVuaXQtdGVzdCBDQTAgFw0yNjEx\n\
+MjUxMjE3NTlaGA8yMTI2MTEwMTEyMTc1OVowJzElMCMGA1UEAwwcb2Zmc2V0LXRy\n\
+YWNraW5nIHVuaXQtdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKqU\n\
+NOQGPRPImDyq4nAcV4+zLXs0VeHRHjTzt9Dy99ki4HHyhkdffajkmR2Q8uArkm0a\n\
+APcY+Y1FiDT/XGig2+GjUzBRMB0GA1UdDgQWBBRHWW9gOJ3S31OWGUWm8Qu1zyt3\n\
+GjAfBgNVHSMEGDAWgBRHWW9gOJ3S31OWGUWm8Qu1zyt3GjAPBgNVHRMBAf8EBTAD\n\
+AQH/MAoGCCqGSM49BAMCA0gAMEUCIG0Gw4nhVxKa5u8Q1NZh/4sl5ffyfvUMVO07\n\
+RwVjJjoiAiEAiXECc9fETkFGA26DfKdghpalzJBloa0WPK7AUS2F5HE=\n\
+-----END CERTIFICATE-----\n\
+";
+
+    /// A PKCS#8 key as far as the file format goes (the checks read the PEM label, not the key).
+    const PKCS8_KEY: &str = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+
+    fn pem_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_and_checks_the_tls_table() {
+        let (ca, cert, key) = (pem_file(TEST_CA), pem_file(TEST_CA), pem_file(PKCS8_KEY));
+        let f = file_with(&format!(
+            "[broker]\nport = 5551\n[broker.tls]\nca_file = {:?}\nclient_cert_file = {:?}\n\
+             client_key_file = {:?}\n",
+            ca.path(),
+            cert.path(),
+            key.path()
+        ));
+        let s = Settings::load(Some(f.path())).unwrap();
+        let tls = s.broker.tls.unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(ca.path()));
+        assert_eq!(tls.client_key_file.as_deref(), Some(key.path()));
+        assert!(!tls.trust_everything);
+
+        let f = file_with("[broker.tls]\ntrust_everything = true\n");
+        assert!(
+            Settings::load(Some(f.path()))
+                .unwrap()
+                .broker
+                .tls
+                .unwrap()
+                .trust_everything
+        );
+        assert!(Settings::default().broker.tls.is_none());
+    }
+
+    #[test]
+    fn tls_mistakes_are_configuration_errors_naming_the_key() {
+        let ca = pem_file(TEST_CA);
+        let key = pem_file(PKCS8_KEY);
+        let sec1 = pem_file("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n");
+        let rsa =
+            pem_file("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n");
+        let garbled = pem_file("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        let (ca, key, sec1, rsa, garbled) = (
+            ca.path(),
+            key.path(),
+            sec1.path(),
+            rsa.path(),
+            garbled.path(),
+        );
+        let cases = [
+            ("[broker.tls]\n".to_owned(), "broker.tls.ca_file: missing"),
+            (format!("[broker.tls]\nca_file = {:?}\n", "/nonexistent/ca.pem"), "broker.tls.ca_file: /nonexistent/ca.pem does not exist"),
+            (format!("[broker.tls]\nca_file = {key:?}\n"), "broker.tls.ca_file"),
+            (format!("[broker.tls]\nca_file = {garbled:?}\n"), "broker.tls.ca_file"),
+            (format!("[broker.tls]\nca_file = {ca:?}\ntrust_everything = true\n"), "broker.tls.trust_everything"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\n"), "broker.tls.client_key_file: missing"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_key_file = {key:?}\n"), "broker.tls.client_cert_file: missing"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {sec1:?}\n"), "broker.tls.client_key_file"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {rsa:?}\n"), "PKCS#8"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {:?}\n", "/nonexistent/key.pem"), "broker.tls.client_key_file: /nonexistent/key.pem does not exist"),
+            (format!("[broker.tls]\ntrust_everything = true\nclient_cert_file = {ca:?}\nclient_key_file = {key:?}\n"), "broker.tls.client_cert_file"),
+            (format!("[broker]\nhost = \"bad..host\"\n[broker.tls]\nca_file = {ca:?}\n"), "broker.host"),
+            (format!("[broker.tls]\nca = {ca:?}\n"), "ca"),
+        ];
+        for (text, expected) in cases {
+            let f = file_with(&text);
+            let err = Settings::load(Some(f.path())).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{text:?} gave {err}");
+            assert!(
+                err.to_string().contains(expected),
+                "{text:?} gave {err:?}, which does not say {expected:?}"
+            );
+        }
     }
 }

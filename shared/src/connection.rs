@@ -5,10 +5,12 @@ use std::future::Future;
 
 use rabbitmq_stream_client::error::{ClientError, StreamCreateError};
 use rabbitmq_stream_client::types::{ByteCapacity, ResponseCode};
-use rabbitmq_stream_client::{Client, ClientOptions, Environment};
+use rabbitmq_stream_client::{Client, ClientOptions, Environment, TlsConfiguration};
 
-use crate::config::{BrokerSettings, StreamSettings};
-use crate::error::{describe_client_error, describe_code, Error, Result};
+use crate::config::{BrokerSettings, StreamSettings, TlsSettings};
+use crate::error::{
+    describe_client_error, describe_code, describe_tls_connect_error, Error, Result,
+};
 
 /// Runs a connection attempt under the configured deadline.
 async fn within_deadline<T>(
@@ -19,7 +21,17 @@ async fn within_deadline<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Error::Connect {
             endpoint: broker.endpoint(),
-            reason: describe_client_error(&err),
+            reason: match &broker.tls {
+                Some(tls) => describe_tls_connect_error(&err, tls, &broker.endpoint())
+                    .unwrap_or_else(|| describe_client_error(&err)),
+                // What a TLS listener does to a client that does not speak TLS.
+                None if matches!(err, ClientError::ConnectionClosed) => format!(
+                    "{}; or is {} a TLS listener (then set [broker.tls])?",
+                    describe_client_error(&err),
+                    broker.endpoint()
+                ),
+                None => describe_client_error(&err),
+            },
         }),
         Err(_) => Err(Error::Connect {
             endpoint: broker.endpoint(),
@@ -35,6 +47,35 @@ fn heartbeat_secs(broker: &BrokerSettings) -> u32 {
     u32::try_from(broker.heartbeat.as_secs()).unwrap_or(u32::MAX)
 }
 
+/// The client's TLS configuration for `[broker.tls]`: off when absent; the CA file (and the client
+/// certificate) when given. `trust_everything` is the client's "enabled without roots", which
+/// verifies neither the broker's certificate, nor its name, nor even the handshake's signature:
+/// it warns, once per process.
+pub fn tls_configuration(tls: Option<&TlsSettings>) -> Result<TlsConfiguration> {
+    let Some(tls) = tls else {
+        return Ok(TlsConfiguration::default());
+    };
+    let mut builder = TlsConfiguration::builder().enable(true);
+    if let Some(ca_file) = &tls.ca_file {
+        builder = builder.add_root_certificates(ca_file);
+    } else if tls.trust_everything {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "broker.tls.trust_everything = true: the broker's certificate is NOT verified, \
+                 anyone on the way can pose as the broker; for development only, set \
+                 broker.tls.ca_file instead"
+            )
+        });
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
+        builder = builder.add_client_certificates_keys(cert, key);
+    }
+    builder
+        .build()
+        .map_err(|why| Error::Config(format!("broker.tls: {why}")))
+}
+
 /// An environment for building producers and consumers; fails fast with a clear reason when the
 /// broker cannot be reached or refuses the credentials.
 pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Result<Environment> {
@@ -45,6 +86,7 @@ pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Resu
         .password(broker.password.expose())
         .virtual_host(&broker.virtual_host)
         .heartbeat(heartbeat_secs(broker))
+        .tls(tls_configuration(broker.tls.as_ref())?)
         .client_provided_name(connection_name);
     within_deadline(broker, builder.build()).await
 }
@@ -58,6 +100,7 @@ pub async fn client(broker: &BrokerSettings, connection_name: &str) -> Result<Cl
         .password(broker.password.expose())
         .v_host(&broker.virtual_host)
         .heartbeat(heartbeat_secs(broker))
+        .tls(tls_configuration(broker.tls.as_ref())?)
         .client_provided_name(connection_name.to_owned())
         .build();
     within_deadline(broker, Client::connect(options)).await

@@ -3,6 +3,9 @@
 
 use rabbitmq_stream_client::error::ClientError;
 use rabbitmq_stream_client::types::ResponseCode;
+use rustls::CertificateError;
+
+use crate::config::TlsSettings;
 
 /// Result with the workspace's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -141,10 +144,100 @@ pub fn describe_client_error(err: &ClientError) -> String {
              (scripts/broker.sh up starts one)"
                 .into()
         }
+        err if tls_error(err).is_some() => {
+            tls_error(err).map(describe_tls_error).unwrap_or_default()
+        }
         ClientError::Io(io) => format!("I/O error: {io}"),
         ClientError::ConnectionClosed => {
             "the broker closed the connection (a RabbitMQ older than 3.11, wrong credentials or virtual host?)".into()
         }
         other => other.to_string(),
+    }
+}
+
+/// The TLS error inside a client error, if it is one: a failed handshake comes back as an I/O
+/// error wrapping it, a client certificate and key that do not match as a generic one.
+pub fn tls_error(err: &ClientError) -> Option<&rustls::Error> {
+    match err {
+        ClientError::Tls(tls) => Some(tls),
+        ClientError::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        ClientError::GenericError(generic) => generic.downcast_ref::<rustls::Error>(),
+        _ => None,
+    }
+}
+
+/// Puts a TLS error into words a user can act on.
+pub fn describe_tls_error(err: &rustls::Error) -> String {
+    use rustls::Error as Tls;
+    match err {
+        Tls::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => format!(
+            "TLS handshake failed: the broker's certificate is not signed by the CA in \
+             broker.tls.ca_file ({err})"
+        ),
+        Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "TLS handshake failed: the broker's certificate is not valid for the host name \
+             connected to; use one its certificate names as broker.host ({err})"
+        ),
+        Tls::InvalidCertificate(_) => {
+            format!("TLS handshake failed: the broker's certificate was rejected ({err})")
+        }
+        Tls::AlertReceived(_) => format!(
+            "TLS handshake failed: the broker refused it ({err}); if it asks for a client \
+             certificate, set broker.tls.client_cert_file and broker.tls.client_key_file"
+        ),
+        Tls::InvalidMessage(_)
+        | Tls::InappropriateMessage { .. }
+        | Tls::InappropriateHandshakeMessage { .. } => format!(
+            "TLS handshake failed: the other end does not speak TLS ({err}); is broker.port the \
+             broker's TLS stream listener (stream.listeners.ssl, usually 5551)?"
+        ),
+        Tls::InconsistentKeys(_) | Tls::NoCertificatesPresented => format!(
+            "TLS: broker.tls.client_cert_file and broker.tls.client_key_file do not make a \
+             certificate and its key ({err})"
+        ),
+        other => format!("TLS error: {other}"),
+    }
+}
+
+/// A failed connection attempt with `[broker.tls]` set, in words naming the files involved;
+/// `None` when the failure has nothing to do with TLS.
+pub fn describe_tls_connect_error(
+    err: &ClientError,
+    tls: &TlsSettings,
+    endpoint: &str,
+) -> Option<String> {
+    let ca = match &tls.ca_file {
+        Some(path) => format!("broker.tls.ca_file = {}", path.display()),
+        None => "broker.tls.trust_everything = true".to_owned(),
+    };
+    match err {
+        err if tls_error(err).is_some() => tls_error(err)
+            .map(describe_tls_error)
+            .map(|reason| format!("{reason} [{ca}]")),
+        // The other end closed the connection in the middle of the TLS handshake.
+        ClientError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Some(format!(
+            "TLS handshake failed: {endpoint} closed the connection during it ({io}); is that \
+             the broker's TLS stream listener (stream.listeners.ssl, usually 5551)? [{ca}]"
+        )),
+        // With TLS 1.3 the broker checks the client certificate after the client thinks the
+        // handshake is done: a refused certificate looks like a closed connection.
+        ClientError::ConnectionClosed => Some(match &tls.client_cert_file {
+            Some(cert) => format!(
+                "the broker closed the connection right after the TLS handshake: did it refuse \
+                 the client certificate (broker.tls.client_cert_file = {}), or are the \
+                 credentials or virtual host wrong? [{ca}]",
+                cert.display()
+            ),
+            None => format!(
+                "the broker closed the connection right after the TLS handshake: does it require \
+                 a client certificate (broker.tls.client_cert_file), or are the credentials or \
+                 virtual host wrong? [{ca}]"
+            ),
+        }),
+        _ => None,
     }
 }

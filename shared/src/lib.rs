@@ -6,6 +6,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod messages;
+pub mod metrics;
 pub mod offset_spec;
 pub mod progress;
 pub mod runtime;

@@ -43,6 +43,128 @@ pub async fn raw_client() -> Client {
     connection::client(&broker(), "test").await.unwrap()
 }
 
+/// The port of the local broker's TLS stream listener (`scripts/broker.sh up` sets it up).
+pub const TLS_PORT: u16 = 5551;
+
+/// The root `scripts/broker.sh` runs the local broker from (`BROKER_ROOT`, as for the script).
+pub fn broker_root() -> std::path::PathBuf {
+    std::env::var_os("BROKER_ROOT")
+        .map(Into::into)
+        .unwrap_or_else(|| "/var/lib/offset-tracking/broker-root".into())
+}
+
+/// The throw-away TLS files `scripts/broker.sh up` made for the local broker's TLS listener.
+pub struct BrokerTls {
+    /// The CA that signed the broker's certificate (and the client's).
+    pub ca_file: std::path::PathBuf,
+    /// A client certificate the broker accepts.
+    pub client_cert_file: std::path::PathBuf,
+    /// Its key, in PKCS#8.
+    pub client_key_file: std::path::PathBuf,
+}
+
+/// The local broker's TLS files, or a panic saying how to get them: tests never skip silently.
+pub fn broker_tls() -> BrokerTls {
+    let dir = broker_root().join("etc/rabbitmq/tls");
+    let tls = BrokerTls {
+        ca_file: dir.join("ca.pem"),
+        client_cert_file: dir.join("client.pem"),
+        client_key_file: dir.join("client-key.pem"),
+    };
+    for file in [&tls.ca_file, &tls.client_cert_file, &tls.client_key_file] {
+        assert!(
+            file.is_file(),
+            "TLS tests need the local broker's TLS listener and its throw-away CA, but {} is \
+             missing: run `scripts/broker.sh up` (it adds them; `scripts/broker.sh status` says \
+             where they are)",
+            file.display()
+        );
+    }
+    tls
+}
+
+/// The test broker's TLS stream listener (localhost:5551), trusting the local broker's CA.
+pub fn tls_broker() -> BrokerSettings {
+    BrokerSettings {
+        port: TLS_PORT,
+        tls: Some(crate::config::TlsSettings {
+            ca_file: Some(broker_tls().ca_file),
+            ..Default::default()
+        }),
+        ..BrokerSettings::default()
+    }
+}
+
+/// The binary of another package of the workspace (e.g. the producer, from the consumer's tests),
+/// built now with the same profile as `next_to` (an `env!("CARGO_BIN_EXE_…")` of the caller), so
+/// it is never missing or stale. Cargo releases its build lock while tests run.
+pub fn workspace_binary(next_to: &str, package: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(next_to).with_file_name(package);
+    let profile = match path.parent().and_then(|dir| dir.file_name()) {
+        Some(dir) if dir == "debug" => "dev".to_owned(),
+        Some(dir) => dir.to_string_lossy().into_owned(),
+        None => "dev".to_owned(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            &profile,
+            "--package",
+            package,
+        ])
+        .args(["--bin", package]);
+    let out = run_with_deadline(&mut build, Duration::from_secs(600));
+    assert!(
+        out.status.success() && path.is_file(),
+        "could not build {package} ({}): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// A freshly made, self-signed CA certificate that signed nothing the broker has, written to
+/// `dir`: made with the host's `openssl`, or the broker root's when the host has none.
+pub fn unrelated_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let args = [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=unrelated test CA",
+        "-days",
+        "1",
+    ];
+    let out = match Command::new("openssl").args(args).output() {
+        Ok(out) => out,
+        Err(_) => Command::new("chroot")
+            .arg(broker_root())
+            .arg("openssl")
+            .args(args)
+            .output()
+            .unwrap(),
+    };
+    assert!(
+        out.status.success() && out.stdout.starts_with(b"-----BEGIN CERTIFICATE-----"),
+        "openssl could not make a CA: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join("unrelated-ca.pem");
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
 /// Stops the local broker and starts it again with `scripts/broker.sh restart`; every connection
 /// to it is cut. Panics if the broker is not the local one that script runs.
 pub fn restart_broker() {
@@ -135,6 +257,11 @@ impl TestStream {
         }
         let _ = consumer.handle().close().await;
         out
+    }
+
+    /// The offsets of every message now in the stream, in order.
+    pub async fn offsets(&self) -> Vec<u64> {
+        self.read_all().await.into_iter().map(|(o, _)| o).collect()
     }
 
     /// The offset stored for `consumer`, if any.
@@ -235,6 +362,24 @@ pub fn our_binary(path: &str) -> Command {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
+}
+
+/// Our consumer binary (`bin`) as the named consumer `name` of `stream`.
+pub fn named_consumer(bin: &str, stream: &str, name: &str) -> Command {
+    let mut cmd = our_binary(bin);
+    cmd.env("OFFSET_TRACKING__STREAM__NAME", stream)
+        .env("OFFSET_TRACKING__CONSUMER__NAME", name);
+    cmd
+}
+
+/// What a process printed on stdout.
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a process printed on stderr.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs `cmd` to completion, killing it (and failing the test) after `limit`.

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use shared::config::TrackerSettings;
 use shared::error::{Error, Result};
 use shared::messages::{Flush, GetStats, Processed, StoredProgress, TrackerStats};
+use shared::metrics as names;
 use tokio::sync::watch;
 
 use crate::policy::{Progress, StorePolicy};
@@ -80,12 +81,19 @@ impl<S: OffsetStore> Tracker<S> {
         }));
     }
 
+    fn count_store_error(&mut self) {
+        self.store_errors += 1;
+        metrics::counter!(names::STORE_ERRORS).increment(1);
+    }
+
     /// Records the outcome of storing `offset`, which covered `processed` reported messages.
     fn acknowledge(&mut self, offset: u64, processed: u64, result: Result<()>) {
         match result {
             Ok(()) => {
                 self.progress.stored(offset);
                 self.stores += 1;
+                metrics::counter!(names::STORES).increment(1);
+                metrics::gauge!(names::LAST_STORED_OFFSET).set(offset as f64);
                 self.stored_signal.send_replace(StoredProgress {
                     offset: Some(offset),
                     processed,
@@ -94,7 +102,7 @@ impl<S: OffsetStore> Tracker<S> {
             }
             Err(err) => {
                 // Not fatal: the offset stays due and the next trigger or the flush tries again.
-                self.store_errors += 1;
+                self.count_store_error();
                 tracing::warn!("{err}");
             }
         }
@@ -145,13 +153,13 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
             let stored = match result {
                 Ok(stored) => stored,
                 Err(err) => {
-                    tracker.store_errors += 1;
+                    tracker.count_store_error();
                     return Err(err);
                 }
             };
             if let Some(offset) = due {
                 if stored.is_none_or(|s| s < offset) {
-                    tracker.store_errors += 1;
+                    tracker.count_store_error();
                     return Err(Error::Internal(format!(
                         "stored offset {offset}, but the broker holds {stored:?}"
                     )));

@@ -1,0 +1,52 @@
+//! The consumer's Prometheus metrics: names in one place, and the optional HTTP endpoint
+//! (`[metrics] listen`). Counters are updated once per batch or per store, never per message;
+//! with no endpoint configured no recorder is installed and every update is a no-op.
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::error::{Error, Result};
+
+/// Messages processed (counter).
+pub const MESSAGES_PROCESSED: &str = "offset_tracking_messages_processed_total";
+/// Offset of the last message processed (gauge).
+pub const LAST_PROCESSED_OFFSET: &str = "offset_tracking_last_processed_offset";
+/// Offset last stored on the broker (gauge).
+pub const LAST_STORED_OFFSET: &str = "offset_tracking_last_stored_offset";
+/// Offset stores sent to the broker (counter).
+pub const STORES: &str = "offset_tracking_stores_total";
+/// Offset stores that failed (counter).
+pub const STORE_ERRORS: &str = "offset_tracking_store_errors_total";
+/// Processed messages not yet covered by a store (gauge): what a crash now would repeat.
+pub const UNSTORED_MESSAGES: &str = "offset_tracking_unstored_messages";
+/// Times the subscription was lost and made again (counter).
+pub const RESUBSCRIBES: &str = "offset_tracking_resubscribes_total";
+
+/// Serves `/metrics` on `listen` from now on.
+pub fn serve(listen: SocketAddr) -> Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .install()
+        .map_err(|err| Error::Internal(format!("cannot serve metrics on {listen}: {err}")))?;
+    describe();
+    tracing::info!("metrics on http://{listen}/metrics");
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(MESSAGES_PROCESSED, "Messages processed");
+    describe_gauge!(
+        LAST_PROCESSED_OFFSET,
+        "Offset of the last message processed"
+    );
+    describe_gauge!(LAST_STORED_OFFSET, "Offset last stored on the broker");
+    describe_counter!(STORES, "Offset stores sent to the broker");
+    describe_counter!(STORE_ERRORS, "Offset stores that failed");
+    describe_gauge!(
+        UNSTORED_MESSAGES,
+        "Processed messages not yet covered by a store"
+    );
+    describe_counter!(RESUBSCRIBES, "Subscriptions lost and made again");
+}
