@@ -23,7 +23,7 @@ use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
 use shared::messages::{Flush, Processed, StoredProgress};
-use shared::metrics as names;
+use shared::metrics::ConsumerMetrics;
 use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
 use tokio::sync::{oneshot, watch};
@@ -151,6 +151,7 @@ pub struct ConsumerActor {
     first_received_at: Option<Instant>,
     last_delivery_at: Instant,
     progress: Reporter,
+    metrics: ConsumerMetrics,
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
@@ -177,6 +178,7 @@ impl ConsumerActor {
             first_received_at: None,
             last_delivery_at: Instant::now(),
             progress: Reporter::new("processed", None),
+            metrics: ConsumerMetrics::new(),
             done: Some(done),
         }
     }
@@ -291,9 +293,9 @@ impl ConsumerActor {
             }
             if let Some(last) = self.outcome.last_offset {
                 tracing::debug!(target: "consumer::processed", last, count = processed, "processed");
-                metrics::counter!(names::MESSAGES_PROCESSED).increment(processed);
-                metrics::gauge!(names::LAST_PROCESSED_OFFSET).set(last as f64);
-                metrics::gauge!(names::UNSTORED_MESSAGES).set(self.ahead_of_store() as f64);
+                self.metrics.processed.increment(processed);
+                self.metrics.last_processed.set(last as f64);
+                self.metrics.unstored.set(self.ahead_of_store() as f64);
                 if let Err(err) = self.report(last, processed) {
                     return self.finish(Some(err), ctx);
                 }
@@ -333,7 +335,7 @@ impl ConsumerActor {
         }
         self.phase = Phase::Reconnecting;
         self.outcome.reconnects += 1;
-        metrics::counter!(names::RESUBSCRIBES).increment(1);
+        self.metrics.resubscribes.increment(1);
         if let Some(old) = self.handle.take() {
             // The old subscription may be half-alive: close it, never wait for it.
             actix::spawn(async move {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::error::{Error, Result};
@@ -22,6 +23,66 @@ pub const STORE_ERRORS: &str = "offset_tracking_store_errors_total";
 pub const UNSTORED_MESSAGES: &str = "offset_tracking_unstored_messages";
 /// Times the subscription was lost and made again (counter).
 pub const RESUBSCRIBES: &str = "offset_tracking_resubscribes_total";
+
+/// The consumer's handles, looked up once (a lookup by name per update costs more than the
+/// update). Make them after [`serve`]: before it, or without it, they record nothing.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    /// [`MESSAGES_PROCESSED`]
+    pub processed: Counter,
+    /// [`LAST_PROCESSED_OFFSET`]
+    pub last_processed: Gauge,
+    /// [`UNSTORED_MESSAGES`]
+    pub unstored: Gauge,
+    /// [`RESUBSCRIBES`]
+    pub resubscribes: Counter,
+}
+
+impl ConsumerMetrics {
+    /// Looks the handles up in the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            processed: metrics::counter!(MESSAGES_PROCESSED),
+            last_processed: metrics::gauge!(LAST_PROCESSED_OFFSET),
+            unstored: metrics::gauge!(UNSTORED_MESSAGES),
+            resubscribes: metrics::counter!(RESUBSCRIBES),
+        }
+    }
+}
+
+impl Default for ConsumerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The tracker's handles; see [`ConsumerMetrics`].
+#[derive(Clone)]
+pub struct TrackerMetrics {
+    /// [`STORES`]
+    pub stores: Counter,
+    /// [`STORE_ERRORS`]
+    pub store_errors: Counter,
+    /// [`LAST_STORED_OFFSET`]
+    pub last_stored: Gauge,
+}
+
+impl TrackerMetrics {
+    /// Looks the handles up in the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            stores: metrics::counter!(STORES),
+            store_errors: metrics::counter!(STORE_ERRORS),
+            last_stored: metrics::gauge!(LAST_STORED_OFFSET),
+        }
+    }
+}
+
+impl Default for TrackerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Serves `/metrics` on `listen` from now on.
 pub fn serve(listen: SocketAddr) -> Result<()> {

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use shared::config::TrackerSettings;
 use shared::error::{Error, Result};
 use shared::messages::{Flush, GetStats, Processed, StoredProgress, TrackerStats};
-use shared::metrics as names;
+use shared::metrics::TrackerMetrics;
 use tokio::sync::watch;
 
 use crate::policy::{Progress, StorePolicy};
@@ -36,6 +36,7 @@ pub struct Tracker<S: OffsetStore> {
     stores: u64,
     store_errors: u64,
     stored_signal: watch::Sender<StoredProgress>,
+    metrics: TrackerMetrics,
 }
 
 impl<S: OffsetStore> Tracker<S> {
@@ -55,6 +56,7 @@ impl<S: OffsetStore> Tracker<S> {
                 offset: already_stored,
                 processed: 0,
             }),
+            metrics: TrackerMetrics::new(),
         }
     }
 
@@ -83,7 +85,7 @@ impl<S: OffsetStore> Tracker<S> {
 
     fn count_store_error(&mut self) {
         self.store_errors += 1;
-        metrics::counter!(names::STORE_ERRORS).increment(1);
+        self.metrics.store_errors.increment(1);
     }
 
     /// Records the outcome of storing `offset`, which covered `processed` reported messages.
@@ -92,8 +94,8 @@ impl<S: OffsetStore> Tracker<S> {
             Ok(()) => {
                 self.progress.stored(offset);
                 self.stores += 1;
-                metrics::counter!(names::STORES).increment(1);
-                metrics::gauge!(names::LAST_STORED_OFFSET).set(offset as f64);
+                self.metrics.stores.increment(1);
+                self.metrics.last_stored.set(offset as f64);
                 self.stored_signal.send_replace(StoredProgress {
                     offset: Some(offset),
                     processed,
