@@ -63,13 +63,15 @@ pub struct Subscription {
 impl Subscription {
     /// Attaches a named consumer at `position`.
     pub async fn subscribe(&self, position: OffsetSpec) -> Result<Consumer> {
-        self.environment
+        let build = self
+            .environment
             .consumer()
             .name(&self.name)
             .offset(position.to_client())
             .client_provided_name(&format!("consumer {}", self.name))
-            .build(&self.stream)
-            .await
+            .build(&self.stream);
+        connection::build_within_deadline(&self.broker, "cannot subscribe", &self.stream, build)
+            .await?
             .map_err(|err| subscribe_error(&self.stream, err))
     }
 }

@@ -116,27 +116,36 @@ impl Target {
     async fn connect(&self, lost: Arc<Confirmations>) -> Result<(StreamProducer, u64)> {
         let on_closed = Box::new(ConnectionLost(lost));
         let name = format!("producer {}", self.settings.name.as_deref().unwrap_or(""));
-        let producer = match &self.settings.name {
-            None => self
-                .environment
-                .producer()
-                .client_provided_name(name.trim())
-                .batch_size(self.settings.batch_size as usize)
-                .on_closed(on_closed)
-                .build(&self.stream)
-                .await
-                .map(StreamProducer::Plain),
-            Some(producer_name) => self
-                .environment
-                .producer()
-                .name(producer_name)
-                .client_provided_name(&name)
-                .batch_size(self.settings.batch_size as usize)
-                .on_closed(on_closed)
-                .build(&self.stream)
-                .await
-                .map(StreamProducer::Named),
-        }
+        let build = async {
+            match &self.settings.name {
+                None => self
+                    .environment
+                    .producer()
+                    .client_provided_name(name.trim())
+                    .batch_size(self.settings.batch_size as usize)
+                    .on_closed(on_closed)
+                    .build(&self.stream)
+                    .await
+                    .map(StreamProducer::Plain),
+                Some(producer_name) => self
+                    .environment
+                    .producer()
+                    .name(producer_name)
+                    .client_provided_name(&name)
+                    .batch_size(self.settings.batch_size as usize)
+                    .on_closed(on_closed)
+                    .build(&self.stream)
+                    .await
+                    .map(StreamProducer::Named),
+            }
+        };
+        let producer = connection::build_within_deadline(
+            &self.broker,
+            "cannot create a producer",
+            &self.stream,
+            build,
+        )
+        .await?
         .map_err(|err| producer_error(&self.stream, err))?;
         let next_id = match &self.settings.name {
             None => 0,

@@ -59,6 +59,10 @@ pub struct BrokerSettings {
     /// How long to wait for a connection to open.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Behind a load balancer: the client connects again and again until it lands on the node
+    /// it wants (the stream's leader or a replica). Bounded here by `connect_timeout` × 3 per
+    /// producer or consumer (the client's own loop has no bound).
+    pub load_balancer_mode: bool,
     /// Heartbeat interval asked of the broker; a link silent for 4 heartbeats is dead.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -76,6 +80,7 @@ impl Default for BrokerSettings {
             password: Secret("guest".into()),
             virtual_host: "/".into(),
             connect_timeout: Duration::from_secs(10),
+            load_balancer_mode: false,
             heartbeat: Duration::from_secs(10),
             tls: None,
         }

@@ -76,6 +76,33 @@ pub fn tls_configuration(tls: Option<&TlsSettings>) -> Result<TlsConfiguration> 
         .map_err(|why| Error::Config(format!("broker.tls: {why}")))
 }
 
+/// Runs the building of a producer or a consumer (metadata, then a connection to the right node)
+/// under a deadline of `connect_timeout` × 3: in load-balancer mode the client would otherwise
+/// retry forever.
+pub async fn build_within_deadline<T, E>(
+    broker: &BrokerSettings,
+    what: &'static str,
+    stream: &str,
+    build: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<std::result::Result<T, E>> {
+    let limit = broker.connect_timeout.saturating_mul(3);
+    tokio::time::timeout(limit, build)
+        .await
+        .map_err(|_| Error::Broker {
+            what,
+            stream: stream.to_owned(),
+            reason: format!(
+                "no answer within {} (3 × broker.connect_timeout{})",
+                humantime::format_duration(limit),
+                if broker.load_balancer_mode {
+                    "; in load-balancer mode the client never reached the node it needs"
+                } else {
+                    ""
+                }
+            ),
+        })
+}
+
 /// An environment for building producers and consumers; fails fast with a clear reason when the
 /// broker cannot be reached or refuses the credentials.
 pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Result<Environment> {
