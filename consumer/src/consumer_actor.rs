@@ -35,6 +35,9 @@ pub const MAX_BATCH: usize = 512;
 /// How long closing a subscription may take before we stop waiting for the broker.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the stream's end is sampled for the lag.
+const LAG_PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// After this long without a delivery, check that the stream still exists.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
@@ -153,6 +156,8 @@ pub struct ConsumerActor {
     first_received_at: Option<Instant>,
     last_delivery_at: Instant,
     progress: Reporter,
+    stream_end: Option<u64>,
+    probing_end: bool,
     metrics: ConsumerMetrics,
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
@@ -180,6 +185,8 @@ impl ConsumerActor {
             first_received_at: None,
             last_delivery_at: Instant::now(),
             progress: Reporter::new("processed", None),
+            stream_end: None,
+            probing_end: false,
             metrics: ConsumerMetrics::new(),
             done: Some(done),
         }
@@ -401,6 +408,44 @@ impl ConsumerActor {
         );
     }
 
+    /// Offsets between the last processed message and the stream's end, as last sampled.
+    fn lag(&self) -> Option<u64> {
+        let end = self.stream_end?;
+        Some(end.saturating_sub(self.outcome.last_offset.unwrap_or(0)))
+    }
+
+    /// Samples the stream's last offset for the lag, on a subscription of its own.
+    fn probe_stream_end(&mut self, ctx: &mut Context<Self>) {
+        if self.probing_end || self.phase != Phase::Consuming {
+            return;
+        }
+        self.probing_end = true;
+        let subscription = self.subscription.clone();
+        let probe = async move {
+            connection::delivered_offset(
+                &subscription.environment,
+                &subscription.stream,
+                OffsetSpec::Last,
+                true,
+                Duration::from_millis(300),
+            )
+            .await
+        };
+        ctx.spawn(probe.into_actor(self).map(|end, actor, _| {
+            actor.probing_end = false;
+            match end {
+                Ok(Some(end)) => {
+                    actor.stream_end = Some(end);
+                    if let Some(lag) = actor.lag() {
+                        shared::metrics::record_lag(lag);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => tracing::debug!("lag probe: {err}"),
+            }
+        }));
+    }
+
     /// Idle for a while: is the stream still there?
     fn check_stream(&mut self, ctx: &mut Context<Self>) {
         if self.phase != Phase::Consuming || self.last_delivery_at.elapsed() < IDLE_CHECK {
@@ -514,12 +559,16 @@ impl Actor for ConsumerActor {
             }
             let stored = actor.tracker.stored.borrow().offset;
             let details = format!(
-                "last processed {}, last stored {}",
+                "last processed {}, last stored {}, lag {}",
                 show(actor.outcome.last_offset),
-                show(stored)
+                show(stored),
+                actor
+                    .lag()
+                    .map_or_else(|| "?".into(), |lag| lag.to_string())
             );
             actor.progress.tick(actor.outcome.messages, &details);
         });
+        ctx.run_interval(LAG_PROBE_EVERY, |actor, ctx| actor.probe_stream_end(ctx));
     }
 }
 

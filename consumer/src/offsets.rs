@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use rabbitmq_stream_client::{Client, Environment};
 use shared::config::Settings;
 use shared::error::{describe_client_error, Error, Result};
@@ -66,30 +65,9 @@ impl Admin {
         })
     }
 
-    /// The offset of the first message the broker delivers from `position`, if any; with
-    /// `to_end`, the offset of the last message it delivers before going quiet.
     async fn delivered_from(&self, position: OffsetSpec, to_end: bool) -> Result<Option<u64>> {
-        let mut consumer = self
-            .environment
-            .consumer()
-            .offset(position.to_client())
-            .build(&self.stream)
+        connection::delivered_offset(&self.environment, &self.stream, position, to_end, READ_WAIT)
             .await
-            .map_err(|err| Error::Broker {
-                what: "cannot read the stream",
-                stream: self.stream.clone(),
-                reason: err.to_string(),
-            })?;
-        let mut seen = None;
-        while let Ok(Some(delivery)) = tokio::time::timeout(READ_WAIT, consumer.next()).await {
-            let Ok(delivery) = delivery else { break };
-            seen = Some(delivery.offset());
-            if !to_end {
-                break;
-            }
-        }
-        let _ = tokio::time::timeout(READ_WAIT, consumer.handle().close()).await;
-        Ok(seen)
     }
 
     async fn bounds(&self) -> Result<Bounds> {

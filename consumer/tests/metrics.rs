@@ -38,11 +38,14 @@ async fn metrics_count_what_was_processed_and_stored() {
     running.wait_for_line("First message received", LIMIT);
     let url = format!("http://{listen}/metrics");
     let mut scrape = String::new();
-    for _ in 0..50 {
+    // The lag is sampled every 5 s: wait for it too.
+    for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));
         if let Ok(mut response) = ureq::get(&url).call() {
             scrape = response.body_mut().read_to_string().unwrap();
-            if value(&scrape, "offset_tracking_last_stored_offset") == Some(last as f64) {
+            if value(&scrape, "offset_tracking_last_stored_offset") == Some(last as f64)
+                && value(&scrape, "offset_tracking_lag").is_some()
+            {
                 break;
             }
         }

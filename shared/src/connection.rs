@@ -227,3 +227,37 @@ pub async fn stored_offset(client: &Client, consumer: &str, stream: &str) -> Res
         }),
     }
 }
+
+/// The offset of the first message the broker delivers from `position` on `stream` (`None`: it
+/// delivers nothing within `wait`); with `to_end`, of the last one it delivers before going quiet
+/// for `wait` (or after `wait` × 5 in all, on a busy stream). Reads with a subscription of its own.
+pub async fn delivered_offset(
+    environment: &Environment,
+    stream: &str,
+    position: crate::OffsetSpec,
+    to_end: bool,
+    wait: std::time::Duration,
+) -> Result<Option<u64>> {
+    use futures::StreamExt;
+    let mut consumer = environment
+        .consumer()
+        .offset(position.to_client())
+        .client_provided_name("stream check")
+        .build(stream)
+        .await
+        .map_err(|err| Error::Broker {
+            what: "cannot read the stream",
+            stream: stream.to_owned(),
+            reason: err.to_string(),
+        })?;
+    let deadline = tokio::time::Instant::now() + wait.saturating_mul(5);
+    let mut seen = None;
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(wait, consumer.next()).await {
+        seen = Some(delivery.offset());
+        if !to_end || tokio::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(wait, consumer.handle().close()).await;
+    Ok(seen)
+}

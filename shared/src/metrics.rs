@@ -21,6 +21,8 @@ pub const STORES: &str = "offset_tracking_stores_total";
 pub const STORE_ERRORS: &str = "offset_tracking_store_errors_total";
 /// Processed messages not yet covered by a store (gauge): what a crash now would repeat.
 pub const UNSTORED_MESSAGES: &str = "offset_tracking_unstored_messages";
+/// Offsets between the last message processed and the stream's end (gauge), sampled every 5 s.
+pub const LAG: &str = "offset_tracking_lag";
 /// Times the subscription was lost and made again (counter).
 pub const RESUBSCRIBES: &str = "offset_tracking_resubscribes_total";
 
@@ -54,6 +56,12 @@ impl Default for ConsumerMetrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Records a lag sample. Looked up per call (every few seconds): the gauge appears only once a
+/// sample exists, so a scraper never reads an unsampled 0.
+pub fn record_lag(lag: u64) {
+    metrics::gauge!(LAG).set(lag as f64);
 }
 
 /// The tracker's handles; see [`ConsumerMetrics`].
@@ -110,4 +118,8 @@ fn describe() {
         "Processed messages not yet covered by a store"
     );
     describe_counter!(RESUBSCRIBES, "Subscriptions lost and made again");
+    describe_gauge!(
+        LAG,
+        "Offsets between the last message processed and the stream's end"
+    );
 }
