@@ -311,6 +311,8 @@ impl ConsumerActor {
             }
         }
         if marker {
+            // The bar goes before the tutorial's last line, so that nothing is left drawn.
+            self.progress.finish();
             println!(
                 "Done consuming first_offset: {} last_offset: {}",
                 self.outcome.first_offset.unwrap_or_default(),

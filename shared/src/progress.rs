@@ -45,25 +45,30 @@ impl Reporter {
         if self.started.elapsed() < QUIET_START {
             return;
         }
+        let (at, before) = self.last_line;
+        if !self.terminal && at.elapsed() < LINE_EVERY {
+            return;
+        }
+        let rate = count.saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-9);
+        let details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(", {details}")
+        };
+        self.last_line = (Instant::now(), count);
         if self.terminal {
             let bar = self
                 .bar
                 .get_or_insert_with(|| new_bar(self.what, self.total));
             bar.set_position(count);
-            bar.set_message(details.to_owned());
-            return;
+            bar.set_message(format!("{rate:.0} msg/s{details}"));
+        } else {
+            let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
+            tracing::info!(
+                "progress: {} {count}{of}, {rate:.0} msg/s{details}",
+                self.what
+            );
         }
-        let (at, before) = self.last_line;
-        if at.elapsed() < LINE_EVERY {
-            return;
-        }
-        let rate = count.saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-9);
-        let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
-        tracing::info!(
-            "progress: {} {count}{of}, {rate:.0} msg/s, {details}",
-            self.what
-        );
-        self.last_line = (Instant::now(), count);
     }
 
     /// Removes the bar, if one was drawn.
@@ -78,11 +83,11 @@ fn new_bar(what: &'static str, total: Option<u64>) -> ProgressBar {
     let (bar, template) = match total {
         Some(total) => (
             ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-            "{bar:30} {pos}/{len} {prefix} {per_sec} {msg}",
+            "{bar:30} {pos}/{len} {prefix}, {msg}",
         ),
         None => (
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            "{spinner} {pos} {prefix} {per_sec} {msg}",
+            "{spinner} {pos} {prefix}, {msg}",
         ),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
