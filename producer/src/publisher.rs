@@ -289,7 +289,7 @@ enum Attempt {
 }
 
 async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
-    let progress = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(WaveProgress::default());
     // Dropping `stop` (here, or with this future) ends the reporter, which clears its bar.
     let (stop, stopped) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report_progress(progress.clone(), count, stopped));
@@ -299,7 +299,7 @@ async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
     result
 }
 
-async fn publish_all(target: Target, count: u64, progress: &AtomicU64) -> Result<WaveReport> {
+async fn publish_all(target: Target, count: u64, progress: &WaveProgress) -> Result<WaveReport> {
     let mut started = None;
     let named = target.settings.name.is_some();
     let mut reconnects = 0;
@@ -317,7 +317,7 @@ async fn publish_all(target: Target, count: u64, progress: &AtomicU64) -> Result
                 if Instant::now() > deadline {
                     return Err(not_confirmed(
                         count,
-                        progress.load(Ordering::Acquire),
+                        progress.confirmed.load(Ordering::Acquire),
                         format!(
                             "gave up reconnecting after {} (producer.reconnect_timeout): {err}",
                             humantime::format_duration(target.settings.reconnect_timeout)
@@ -339,7 +339,7 @@ async fn publish_all(target: Target, count: u64, progress: &AtomicU64) -> Result
         } else {
             0
         };
-        progress.store(first, Ordering::Release);
+        progress.confirmed.store(first, Ordering::Release);
         let attempt = publish_range(
             &target,
             &mut producer,
@@ -368,7 +368,7 @@ async fn publish_all(target: Target, count: u64, progress: &AtomicU64) -> Result
             Attempt::Lost(reason) => {
                 return Err(not_confirmed(
                     count,
-                    progress.load(Ordering::Acquire),
+                    progress.confirmed.load(Ordering::Acquire),
                     format!(
                         "{reason}; set producer.name to let the producer resend without duplicates"
                     ),
@@ -395,7 +395,7 @@ async fn publish_range(
     target: &Target,
     producer: &mut StreamProducer,
     confirmations: &Arc<Confirmations>,
-    progress: &AtomicU64,
+    progress: &WaveProgress,
     base: u64,
     first: u64,
     count: u64,
@@ -412,7 +412,10 @@ async fn publish_range(
             if let Some(lost) = settle(target, producer, confirmations, settled).await {
                 return Ok(lost);
             }
-            progress.store(confirmed_now(confirmations), Ordering::Relaxed);
+            progress
+                .confirmed
+                .store(confirmed_now(confirmations), Ordering::Relaxed);
+            progress.published.store(index, Ordering::Relaxed);
         }
         let mut message = StreamMessage::builder().body(body(index, count));
         if named {
@@ -425,10 +428,13 @@ async fn publish_range(
             return Ok(Attempt::Lost(format!("publishing failed: {err}")));
         }
     }
+    progress.published.store(count, Ordering::Relaxed);
     if let Some(lost) = settle(target, producer, confirmations, count - first).await {
         return Ok(lost);
     }
-    progress.store(confirmed_now(confirmations), Ordering::Relaxed);
+    progress
+        .confirmed
+        .store(confirmed_now(confirmations), Ordering::Relaxed);
     let rejected = confirmations.rejected.load(Ordering::Acquire);
     if rejected > 0 {
         return Err(not_confirmed(
@@ -468,12 +474,23 @@ async fn settle(
     None
 }
 
-async fn report_progress(confirmed: Arc<AtomicU64>, count: u64, mut stop: oneshot::Receiver<()>) {
+/// What the wave has done so far, for the progress display (updated once per block).
+#[derive(Default)]
+struct WaveProgress {
+    published: AtomicU64,
+    confirmed: AtomicU64,
+}
+
+async fn report_progress(wave: Arc<WaveProgress>, count: u64, mut stop: oneshot::Receiver<()>) {
     let mut reporter = Reporter::new("confirmed", Some(count));
     let mut ticks = tokio::time::interval(progress::TICK);
     loop {
         tokio::select! {
-            _ = ticks.tick() => reporter.tick(confirmed.load(Ordering::Relaxed), ""),
+            _ = ticks.tick() => {
+                let published = wave.published.load(Ordering::Relaxed);
+                let details = format!("published {published}");
+                reporter.tick(wave.confirmed.load(Ordering::Relaxed), &details);
+            }
             _ = &mut stop => break,
         }
     }
