@@ -24,6 +24,8 @@ use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
 use shared::messages::{Flush, Processed, StoredProgress};
 use shared::metrics::ConsumerMetrics;
+
+use crate::handler::{Handled, Handler};
 use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
 use tokio::sync::{oneshot, watch};
@@ -109,7 +111,7 @@ pub struct Outcome {
     pub last_offset: Option<u64>,
     /// Messages processed.
     pub messages: u64,
-    /// Whether the run ended on the marker (otherwise on a shutdown request).
+    /// Whether the handler ended the run (the tutorial's: on the marker), rather than a shutdown.
     pub reached_marker: bool,
     /// The offset the broker holds for this consumer after the final flush.
     pub stored_offset: Option<u64>,
@@ -143,7 +145,8 @@ enum Phase {
 }
 
 /// See the module documentation.
-pub struct ConsumerActor {
+pub struct ConsumerActor<H: Handler> {
+    handler: H,
     subscription: Subscription,
     initial: Option<Consumer>,
     epoch: u64,
@@ -162,10 +165,12 @@ pub struct ConsumerActor {
     done: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
-impl ConsumerActor {
-    /// An actor consuming `initial` (already attached as `subscription` says), reporting to
-    /// `tracker`, stopping when `shutdown` is cancelled, and answering on `done` when it stops.
+impl<H: Handler> ConsumerActor<H> {
+    /// An actor handing `initial`'s deliveries (it is attached as `subscription` says) to
+    /// `handler`, reporting to `tracker`, stopping when `shutdown` is cancelled, and answering on
+    /// `done` when it stops.
     pub fn new(
+        handler: H,
         subscription: Subscription,
         initial: Consumer,
         tracker: TrackerLink,
@@ -173,6 +178,7 @@ impl ConsumerActor {
         done: oneshot::Sender<Result<Outcome>>,
     ) -> Self {
         Self {
+            handler,
             subscription,
             initial: Some(initial),
             epoch: 0,
@@ -222,23 +228,6 @@ impl ConsumerActor {
             .saturating_sub(self.tracker.stored.borrow().processed)
     }
 
-    /// The tutorial's processing of one message; returns whether it is the marker.
-    fn process(&mut self, delivery: &Delivery) -> bool {
-        let offset = delivery.offset();
-        if self.outcome.first_offset.is_none() {
-            println!("First message received");
-            self.outcome.first_offset = Some(offset);
-            self.first_received_at = Some(Instant::now());
-        }
-        self.outcome.last_offset = Some(offset);
-        self.outcome.messages += 1;
-        // A message with no body, or a body that is not UTF-8, is processed like any other.
-        delivery
-            .message()
-            .data()
-            .is_some_and(|body| body.starts_with(b"marker"))
-    }
-
     /// Handles one batch, unless the crash bound says to wait for the tracker first.
     fn take_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
         let every = self.subscription.store_every_messages;
@@ -277,49 +266,58 @@ impl ConsumerActor {
     }
 
     fn process_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
-        let first_before = self.outcome.messages;
-        let mut marker = false;
+        let mut deliveries = Vec::with_capacity(batch.len());
         let mut failure = None;
-        for item in &batch {
+        for item in batch {
             match item {
-                Ok(delivery) => {
-                    if self.process(delivery) {
-                        marker = true;
-                        break;
-                    }
-                }
+                Ok(delivery) => deliveries.push(delivery),
                 Err(err) => {
                     failure = Some(err.to_string());
                     break;
                 }
             }
         }
-        let processed = self.outcome.messages - first_before;
-        if processed > 0 {
-            self.last_delivery_at = Instant::now();
+        let handled = if deliveries.is_empty() {
+            Handled::all(0)
+        } else {
+            self.handler.handle(&deliveries)
+        };
+        let processed = &deliveries[..handled.processed.min(deliveries.len())];
+        if let (Some(first), Some(last)) = (processed.first(), processed.last()) {
+            let now = Instant::now();
+            if self.outcome.first_offset.is_none() {
+                self.outcome.first_offset = Some(first.offset());
+                self.first_received_at = Some(now);
+            }
+            let last = last.offset();
+            let count = processed.len() as u64;
+            self.outcome.last_offset = Some(last);
+            self.outcome.messages += count;
+            self.last_delivery_at = now;
             if let Some(started) = self.first_received_at {
                 self.outcome.elapsed = started.elapsed();
             }
-            if let Some(last) = self.outcome.last_offset {
-                tracing::debug!(target: "consumer::processed", last, count = processed, "processed");
-                self.metrics.processed.increment(processed);
-                self.metrics.last_processed.set(last as f64);
-                self.metrics.unstored.set(self.ahead_of_store() as f64);
-                if let Err(err) = self.report(last, processed) {
-                    return self.finish(Some(err), ctx);
-                }
+            tracing::debug!(target: "consumer::processed", last, count, "processed");
+            self.metrics.processed.increment(count);
+            self.metrics.last_processed.set(last as f64);
+            self.metrics.unstored.set(self.ahead_of_store() as f64);
+            if let Err(err) = self.report(last, count) {
+                return self.finish(Some(err), ctx);
             }
         }
-        if marker {
-            // The bar goes before the tutorial's last line, so that nothing is left drawn.
+        if handled.stop {
+            // The bar goes before the handler's last words, so that nothing is left drawn.
             self.progress.finish();
-            println!(
-                "Done consuming first_offset: {} last_offset: {}",
-                self.outcome.first_offset.unwrap_or_default(),
-                self.outcome.last_offset.unwrap_or_default()
-            );
+            self.handler.stopped();
             self.outcome.reached_marker = true;
             self.finish(None, ctx);
+        } else if processed.len() < deliveries.len() {
+            let err = Error::Internal(format!(
+                "the handler processed {} of {} deliveries without stopping",
+                processed.len(),
+                deliveries.len()
+            ));
+            self.finish(Some(err), ctx);
         } else if let Some(reason) = failure {
             self.reconnect(format!("delivery failed: {reason}"), ctx);
         }
@@ -538,7 +536,7 @@ impl ConsumerActor {
     }
 }
 
-impl Actor for ConsumerActor {
+impl<H: Handler> Actor for ConsumerActor<H> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -574,7 +572,7 @@ impl Actor for ConsumerActor {
     }
 }
 
-impl StreamHandler<Item> for ConsumerActor {
+impl<H: Handler> StreamHandler<Item> for ConsumerActor<H> {
     fn handle(&mut self, (epoch, batch): Item, ctx: &mut Self::Context) {
         // Leftovers of an earlier subscription, or anything after the marker or a shutdown, are
         // not processed, so not stored.

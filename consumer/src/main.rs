@@ -2,23 +2,17 @@
 //! else at the configured position — processes messages until the marker, and leaves the tracker
 //! to store its progress on the broker.
 
-mod consumer_actor;
 mod offsets;
 
 use std::process::ExitCode;
 
-use actix::Actor;
 use clap::Parser;
+use consumer::{show, TutorialHandler};
 use shared::cli::{push, CommonArgs};
 use shared::config::Settings;
-use shared::error::{Error, Result};
-use shared::messages::GetStats;
-use shared::{connection, runtime, OffsetSpec};
-use tokio::sync::oneshot;
+use shared::error::Result;
+use shared::{runtime, OffsetSpec};
 use tokio_util::sync::CancellationToken;
-use tracker::{BrokerStore, Close, Tracker};
-
-use crate::consumer_actor::{show, ConsumerActor, Outcome, Subscription, TrackerLink};
 
 /// Consume a stream as a named consumer until the marker: from where the last run stopped if
 /// the broker holds an offset for the name, else from the configured position.
@@ -127,82 +121,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where to attach: right after the stored offset if there is one (it takes precedence over the
-/// configured specification), else the configured specification.
-fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
-    match stored {
-        Some(offset) => OffsetSpec::Offset(offset.saturating_add(1)),
-        None => configured,
-    }
-}
-
+/// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`], stopped by SIGINT/SIGTERM,
+/// ending with the summary line.
 async fn consume(settings: Settings, replay: bool) -> Result<()> {
-    let name = settings.consumer.name.as_str();
-    let stream = settings.stream.name.as_str();
-    if let Some(listen) = settings.metrics.listen {
-        shared::metrics::serve(listen)?;
-    }
-    let environment =
-        connection::environment(&settings.broker, &format!("consumer {name}")).await?;
-    connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
-
-    // The tracker's own connection: stores never travel on the delivery connection.
-    let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
-    let mut stored = connection::stored_offset(&store_client, name, stream).await?;
-    if replay {
-        tracing::info!(
-            consumer = name,
-            "--replay: ignoring the stored offset {stored:?} this once"
-        );
-        stored = None;
-    }
-    let position = start_position(stored, settings.consumer.offset);
-    match stored {
-        Some(offset) => tracing::info!(consumer = name, "resuming after stored offset {offset}"),
-        None => tracing::info!(consumer = name, "no stored offset; attaching at {position}"),
-    }
-
-    let subscription = Subscription {
-        environment,
-        broker: settings.broker.clone(),
-        name: name.to_owned(),
-        stream: stream.to_owned(),
-        start: position,
-        reconnect_timeout: settings.consumer.reconnect_timeout,
-        store_every_messages: settings.tracker.store_every_messages,
-    };
-    let initial = subscription.subscribe(position).await?;
-    println!("Started consuming");
-
-    let tracker = Tracker::new(
-        BrokerStore::new(store_client, settings.broker.clone(), name, stream),
-        &settings.tracker,
-        stored,
-    );
-    let stored_progress = tracker.stored_progress();
-    let tracker = tracker.start();
-    let link = TrackerLink {
-        processed: tracker.clone().recipient(),
-        flush: tracker.clone().recipient(),
-        stored: stored_progress,
-    };
     let shutdown = CancellationToken::new();
-    let (done_tx, mut done_rx) = oneshot::channel();
-    ConsumerActor::new(subscription, initial, link, shutdown.clone(), done_tx).start();
-
-    let outcome = tokio::select! {
-        outcome = &mut done_rx => outcome,
+    let signals = shutdown.clone();
+    let run = consumer::run(&settings, TutorialHandler::default(), replay, shutdown);
+    tokio::pin!(run);
+    let report = tokio::select! {
+        report = &mut run => report,
         signal = runtime::shutdown_signal() => {
             tracing::info!("{} received", signal?);
-            shutdown.cancel();
-            done_rx.await
+            signals.cancel();
+            run.await
         }
-    };
-    let outcome: Result<Outcome> =
-        outcome.unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
-    let stats = tracker.send(GetStats).await.unwrap_or_default();
-    let _ = tracker.send(Close).await;
-    let outcome = outcome?;
+    }?;
+    let outcome = &report.outcome;
     let seconds = outcome.elapsed.as_secs_f64();
     tracing::info!(
         "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} marker={}",
@@ -211,32 +145,10 @@ async fn consume(settings: Settings, replay: bool) -> Result<()> {
         show(outcome.first_offset),
         show(outcome.last_offset),
         show(outcome.stored_offset),
-        stats.stores,
-        stats.store_errors,
+        report.tracker.stores,
+        report.tracker.store_errors,
         outcome.reconnects,
         outcome.reached_marker,
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_offset_wins_and_resumes_right_after_it() {
-        assert_eq!(
-            start_position(Some(0), OffsetSpec::First),
-            OffsetSpec::Offset(1)
-        );
-        assert_eq!(
-            start_position(Some(99), OffsetSpec::Next),
-            OffsetSpec::Offset(100)
-        );
-        assert_eq!(start_position(None, OffsetSpec::Last), OffsetSpec::Last);
-        assert_eq!(
-            start_position(None, OffsetSpec::Offset(42)),
-            OffsetSpec::Offset(42)
-        );
-    }
 }

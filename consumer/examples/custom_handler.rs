@@ -1,0 +1,60 @@
+//! A handler of one's own: tallies the bytes of every message body and the bodies that are not
+//! UTF-8, stops at the tutorial's marker, and leaves offset tracking to the library.
+//!
+//! ```sh
+//! cargo run -p producer && cargo run -p consumer --example custom_handler
+//! ```
+
+use std::process::ExitCode;
+
+use consumer::{Handled, Handler};
+use rabbitmq_stream_client::types::Delivery;
+use shared::config::Settings;
+use shared::runtime;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct ByteTally {
+    bytes: u64,
+    not_utf8: u64,
+}
+
+impl Handler for ByteTally {
+    fn handle(&mut self, deliveries: &[Delivery]) -> Handled {
+        for (index, delivery) in deliveries.iter().enumerate() {
+            let body = delivery.message().data().unwrap_or_default();
+            self.bytes += body.len() as u64;
+            self.not_utf8 += u64::from(std::str::from_utf8(body).is_err());
+            if body.starts_with(b"marker") {
+                // Everything up to and including the marker is processed; the run ends there.
+                return Handled {
+                    processed: index + 1,
+                    stop: true,
+                };
+            }
+        }
+        Handled::all(deliveries.len())
+    }
+
+    fn stopped(&mut self) {
+        println!("{} bytes, {} bodies not UTF-8", self.bytes, self.not_utf8);
+    }
+}
+
+fn main() -> ExitCode {
+    shared::telemetry::init();
+    let settings = match Settings::load(None) {
+        Ok(settings) => settings,
+        Err(err) => return runtime::fail(&err),
+    };
+    runtime::run(async move {
+        // A real service would cancel this on SIGTERM (see the consumer binary).
+        let shutdown = CancellationToken::new();
+        let report = consumer::run(&settings, ByteTally::default(), false, shutdown).await?;
+        println!(
+            "stored offset: {}",
+            consumer::show(report.outcome.stored_offset)
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,82 @@
+//! What the consumer does with messages: the [`Handler`] trait, and [`TutorialHandler`], the
+//! tutorial's behaviour (print the first message, stop at the marker, print the offsets).
+//!
+//! A handler gets deliveries a batch at a time, in stream order. What it reports as processed is
+//! what the tracker stores (never more), so after a crash the consumer resumes right after the
+//! last stored message: a handler sees every message at least once, and the ones it processed
+//! since the last store again. Make effects idempotent, or keep them and the offset in one
+//! transaction of your own.
+//!
+//! A handler runs on the consumer's actor thread: it must not block for long (do slow work on
+//! another task and report a batch processed only when that work is done, or accept that a crash
+//! repeats it).
+
+use rabbitmq_stream_client::types::Delivery;
+
+/// What a handler did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// How many deliveries, from the start of the batch, are processed. Fewer than the batch only
+    /// together with `stop`: the rest are neither processed nor stored.
+    pub processed: usize,
+    /// Stop consuming after these: the tracker stores the last processed offset, the run ends.
+    pub stop: bool,
+}
+
+impl Handled {
+    /// Every delivery of a batch of `len` processed; go on.
+    pub fn all(len: usize) -> Self {
+        Self {
+            processed: len,
+            stop: false,
+        }
+    }
+}
+
+/// Processes deliveries. See the module documentation for the guarantees.
+pub trait Handler: Unpin + 'static {
+    /// Processes `deliveries` (at least one, in stream order).
+    fn handle(&mut self, deliveries: &[Delivery]) -> Handled;
+
+    /// Called once after [`Handler::handle`] asked to stop, before the final store.
+    fn stopped(&mut self) {}
+}
+
+/// The tutorial's consumer: prints `First message received` on the first message and, when a
+/// message whose body starts with `marker` arrives, stops and prints
+/// `Done consuming first_offset: X last_offset: Y`. A message with no body or a body that is not
+/// UTF-8 is processed like any other.
+#[derive(Debug, Default)]
+pub struct TutorialHandler {
+    first_offset: Option<u64>,
+    last_offset: Option<u64>,
+}
+
+impl Handler for TutorialHandler {
+    fn handle(&mut self, deliveries: &[Delivery]) -> Handled {
+        if self.first_offset.is_none() {
+            println!("First message received");
+            self.first_offset = deliveries.first().map(Delivery::offset);
+        }
+        let marker = deliveries.iter().position(|delivery| {
+            delivery
+                .message()
+                .data()
+                .is_some_and(|body| body.starts_with(b"marker"))
+        });
+        let processed = marker.map_or(deliveries.len(), |at| at + 1);
+        self.last_offset = deliveries[..processed].last().map(Delivery::offset);
+        Handled {
+            processed,
+            stop: marker.is_some(),
+        }
+    }
+
+    fn stopped(&mut self) {
+        println!(
+            "Done consuming first_offset: {} last_offset: {}",
+            self.first_offset.unwrap_or_default(),
+            self.last_offset.unwrap_or_default()
+        );
+    }
+}
