@@ -20,20 +20,20 @@ struct ByteTally {
 }
 
 impl Handler for ByteTally {
-    fn handle(&mut self, deliveries: &[Delivery]) -> Handled {
+    fn handle(&mut self, deliveries: &[Delivery]) -> shared::Result<Handled> {
         for (index, delivery) in deliveries.iter().enumerate() {
             let body = delivery.message().data().unwrap_or_default();
             self.bytes += body.len() as u64;
             self.not_utf8 += u64::from(std::str::from_utf8(body).is_err());
             if body.starts_with(b"marker") {
                 // Everything up to and including the marker is processed; the run ends there.
-                return Handled {
+                return Ok(Handled {
                     processed: index + 1,
                     stop: true,
-                };
+                });
             }
         }
-        Handled::all(deliveries.len())
+        Ok(Handled::all(deliveries.len()))
     }
 
     fn stopped(&mut self) {

@@ -280,7 +280,10 @@ impl<H: Handler> ConsumerActor<H> {
         let handled = if deliveries.is_empty() {
             Handled::all(0)
         } else {
-            self.handler.handle(&deliveries)
+            match self.handler.handle(&deliveries) {
+                Ok(handled) => handled,
+                Err(err) => return self.finish(Some(err), ctx),
+            }
         };
         let processed = &deliveries[..handled.processed.min(deliveries.len())];
         if let (Some(first), Some(last)) = (processed.first(), processed.last()) {
@@ -411,7 +414,12 @@ impl<H: Handler> ConsumerActor<H> {
     /// Offsets between the last processed message and the stream's end, as last sampled.
     fn lag(&self) -> Option<u64> {
         let end = self.stream_end?;
-        Some(end.saturating_sub(self.outcome.last_offset.unwrap_or(0)))
+        // Before this run processed anything, it is behind from where it resumed.
+        let at = self
+            .outcome
+            .last_offset
+            .or(self.tracker.stored.borrow().offset)?;
+        Some(end.saturating_sub(at))
     }
 
     /// Samples the stream's last offset for the lag, on a subscription of its own.

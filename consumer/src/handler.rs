@@ -12,6 +12,7 @@
 //! repeats it).
 
 use rabbitmq_stream_client::types::Delivery;
+use shared::error::Result;
 
 /// What a handler did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,9 @@ impl Handled {
 
 /// Processes deliveries. See the module documentation for the guarantees.
 pub trait Handler: Unpin + 'static {
-    /// Processes `deliveries` (at least one, in stream order).
-    fn handle(&mut self, deliveries: &[Delivery]) -> Handled;
+    /// Processes `deliveries` (at least one, in stream order). An error ends the run with it;
+    /// nothing of this batch counts as processed.
+    fn handle(&mut self, deliveries: &[Delivery]) -> Result<Handled>;
 
     /// Called once after [`Handler::handle`] asked to stop, before the final store.
     fn stopped(&mut self) {}
@@ -53,7 +55,7 @@ pub struct TutorialHandler {
 }
 
 impl Handler for TutorialHandler {
-    fn handle(&mut self, deliveries: &[Delivery]) -> Handled {
+    fn handle(&mut self, deliveries: &[Delivery]) -> Result<Handled> {
         if self.first_offset.is_none() {
             println!("First message received");
             self.first_offset = deliveries.first().map(Delivery::offset);
@@ -66,10 +68,10 @@ impl Handler for TutorialHandler {
         });
         let processed = marker.map_or(deliveries.len(), |at| at + 1);
         self.last_offset = deliveries[..processed].last().map(Delivery::offset);
-        Handled {
+        Ok(Handled {
             processed,
             stop: marker.is_some(),
-        }
+        })
     }
 
     fn stopped(&mut self) {

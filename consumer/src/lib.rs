@@ -4,18 +4,21 @@
 
 pub mod consumer_actor;
 pub mod handler;
+pub mod sqlite_sink;
 
-use actix::Actor;
-use shared::config::Settings;
+use actix::{Actor, Recipient};
+use shared::config::{OffsetStoreKind, Settings, SinkKind, TrackerSettings};
 use shared::error::{Error, Result};
 use shared::messages::{GetStats, TrackerStats};
 use shared::{connection, OffsetSpec};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracker::{BrokerStore, Close, Tracker};
+use tracker::sqlite::{Database, SqliteThenBroker};
+use tracker::{BrokerStore, Close, OffsetStore, Tracker};
 
 pub use consumer_actor::{show, ConsumerActor, Outcome, Subscription, TrackerLink};
 pub use handler::{Handled, Handler, TutorialHandler};
+pub use sqlite_sink::SqliteSink;
 
 /// Where to attach: right after the stored offset if there is one (it takes precedence over the
 /// configured specification), else the configured specification.
@@ -23,6 +26,32 @@ fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
     match stored {
         Some(offset) => OffsetSpec::Offset(offset.saturating_add(1)),
         None => configured,
+    }
+}
+
+/// A started tracker, as its users see it.
+struct TrackerHandles {
+    link: TrackerLink,
+    stats: Recipient<GetStats>,
+    close: Recipient<Close>,
+}
+
+fn start_tracker<S: OffsetStore>(
+    store: S,
+    settings: &TrackerSettings,
+    already_stored: Option<u64>,
+) -> TrackerHandles {
+    let tracker = Tracker::new(store, settings, already_stored);
+    let stored = tracker.stored_progress();
+    let tracker = tracker.start();
+    TrackerHandles {
+        link: TrackerLink {
+            processed: tracker.clone().recipient(),
+            flush: tracker.clone().recipient(),
+            stored,
+        },
+        stats: tracker.clone().recipient(),
+        close: tracker.recipient(),
     }
 }
 
@@ -61,7 +90,18 @@ pub async fn run<H: Handler>(
 
     // The tracker's own connection: stores never travel on the delivery connection.
     let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
-    let mut stored = connection::stored_offset(&store_client, name, stream).await?;
+    let broker_stored = connection::stored_offset(&store_client, name, stream).await?;
+    let sqlite = match settings.tracker.store {
+        OffsetStoreKind::Broker => None,
+        OffsetStoreKind::Sqlite => {
+            Some(Database::open(&settings.tracker.sqlite_path, stream, name)?)
+        }
+    };
+    // Resume from the configured store only: with SQLite, the broker's offset is for show.
+    let mut stored = match &sqlite {
+        None => broker_stored,
+        Some(database) => database.stored_offset()?,
+    };
     if replay {
         tracing::info!(
             consumer = name,
@@ -87,25 +127,36 @@ pub async fn run<H: Handler>(
     let initial = subscription.subscribe(position).await?;
     println!("Started consuming");
 
-    let tracker = Tracker::new(
-        BrokerStore::new(store_client, settings.broker.clone(), name, stream),
-        &settings.tracker,
-        stored,
-    );
-    let stored_progress = tracker.stored_progress();
-    let tracker = tracker.start();
-    let link = TrackerLink {
-        processed: tracker.clone().recipient(),
-        flush: tracker.clone().recipient(),
-        stored: stored_progress,
+    let broker_store = BrokerStore::new(store_client, settings.broker.clone(), name, stream);
+    let forward_of = |stored_there: Option<u64>| if replay { None } else { stored_there };
+    let tracker = match sqlite {
+        // The SQLite sink writes SQLite offsets itself, in its transactions; the tracker keeps
+        // the broker's offset up to date for admin tools.
+        Some(_) if settings.consumer.sink == SinkKind::Sqlite => {
+            start_tracker(broker_store, &settings.tracker, forward_of(broker_stored))
+        }
+        Some(database) => start_tracker(
+            SqliteThenBroker::new(database, broker_store),
+            &settings.tracker,
+            stored,
+        ),
+        None => start_tracker(broker_store, &settings.tracker, stored),
     };
     let (done_tx, done_rx) = oneshot::channel();
-    ConsumerActor::new(handler, subscription, initial, link, shutdown, done_tx).start();
+    ConsumerActor::new(
+        handler,
+        subscription,
+        initial,
+        tracker.link,
+        shutdown,
+        done_tx,
+    )
+    .start();
     let outcome = done_rx
         .await
         .unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
-    let stats = tracker.send(GetStats).await.unwrap_or_default();
-    let _ = tracker.send(Close).await;
+    let stats = tracker.stats.send(GetStats).await.unwrap_or_default();
+    let _ = tracker.close.send(Close).await;
     Ok(Report {
         outcome: outcome?,
         tracker: stats,

@@ -7,12 +7,13 @@ mod offsets;
 use std::process::ExitCode;
 
 use clap::Parser;
-use consumer::{show, TutorialHandler};
+use consumer::{show, Handler, SqliteSink, TutorialHandler};
 use shared::cli::{push, CommonArgs};
-use shared::config::Settings;
+use shared::config::{Settings, SinkKind};
 use shared::error::Result;
 use shared::{runtime, OffsetSpec};
 use tokio_util::sync::CancellationToken;
+use tracker::sqlite::Database;
 
 /// Consume a stream as a named consumer until the marker: from where the last run stopped if
 /// the broker holds an offset for the name, else from the configured position.
@@ -121,12 +122,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`], stopped by SIGINT/SIGTERM,
-/// ending with the summary line.
+/// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`] (or the SQLite sink),
+/// stopped by SIGINT/SIGTERM, ending with the summary line.
 async fn consume(settings: Settings, replay: bool) -> Result<()> {
+    match settings.consumer.sink {
+        SinkKind::None => consume_with(settings, TutorialHandler::default(), replay).await,
+        SinkKind::Sqlite => {
+            let database = Database::open(
+                &settings.tracker.sqlite_path,
+                &settings.stream.name,
+                &settings.consumer.name,
+            )?;
+            consume_with(settings, SqliteSink::new(database), replay).await
+        }
+    }
+}
+
+async fn consume_with<H: Handler>(settings: Settings, handler: H, replay: bool) -> Result<()> {
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
-    let run = consumer::run(&settings, TutorialHandler::default(), replay, shutdown);
+    let run = consumer::run(&settings, handler, replay, shutdown);
     tokio::pin!(run);
     let report = tokio::select! {
         report = &mut run => report,

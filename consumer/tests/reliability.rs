@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{named_consumer, stderr_of, summary_field, unique, Running, TestStream};
+use shared::testing::{
+    kill_loop, named_consumer, stderr_of, summary_field, unique, Running, TestStream,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const WAVE: u64 = 100_000;
@@ -37,14 +39,6 @@ fn processed_offsets(stderr: &str, log: &[u64]) -> BTreeSet<u64> {
         seen.extend(&log[start..=end]);
     }
     seen
-}
-
-/// A small deterministic pseudo-random sequence (no dependency for one test).
-fn next_random(state: &mut u64) -> u64 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *state >> 33
 }
 
 #[tokio::test]
@@ -106,46 +100,33 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
     let name = unique("r2");
     stream.publish_wave(WAVE).await;
     let log: Vec<u64> = stream.offsets().await;
-    let mut random = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-
-    let mut runs: Vec<BTreeSet<u64>> = vec![];
-    let mut kills = 0;
-    loop {
-        let mut cmd = consumer(&stream.name, &name);
-        cmd.env(
-            "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
-            STORE_EVERY.to_string(),
-        )
-        .env("OFFSET_TRACKING__TRACKER__STORE_EVERY", "0s");
-        let mut running = Running::spawn(&mut cmd);
-        if kills < KILLS {
-            running.wait_for_line("Started consuming", LIMIT);
-            // A random moment in the first ~60 ms of consuming (a debug build does ~100 k msg/s).
-            let pause = Duration::from_millis(next_random(&mut random) % 60);
-            std::thread::sleep(pause);
-            running.signal("KILL");
-            let out = running.finish(LIMIT);
-            let seen = processed_offsets(&stderr_of(&out), &log);
-            let reached_marker = out.status.success() && seen.contains(log.last().unwrap());
-            runs.push(seen);
-            if reached_marker {
-                break; // finished before the kill landed
-            }
-            kills += 1;
-        } else {
-            let out = running.finish(LIMIT);
-            assert!(out.status.success(), "{}", stderr_of(&out));
-            assert_eq!(
-                summary_field(&stderr_of(&out), "marker").as_deref(),
-                Some("true")
-            );
-            runs.push(processed_offsets(&stderr_of(&out), &log));
-            break;
-        }
-    }
+    let outcome = kill_loop(
+        || {
+            let mut cmd = consumer(&stream.name, &name);
+            cmd.env(
+                "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+                STORE_EVERY.to_string(),
+            )
+            .env("OFFSET_TRACKING__TRACKER__STORE_EVERY", "0s");
+            cmd
+        },
+        KILLS,
+        // The first ~60 ms of consuming: a debug build does ~100 k msg/s.
+        Duration::from_millis(60),
+        LIMIT,
+    );
+    let kills = outcome.kills;
+    let last_run = outcome.runs.last().unwrap();
+    assert!(last_run.status.success(), "{}", stderr_of(last_run));
+    assert_eq!(
+        summary_field(&stderr_of(last_run), "marker").as_deref(),
+        Some("true")
+    );
+    let runs: Vec<BTreeSet<u64>> = outcome
+        .runs
+        .iter()
+        .map(|out| processed_offsets(&stderr_of(out), &log))
+        .collect();
 
     let all: BTreeSet<u64> = runs.iter().flatten().copied().collect();
     let lost = log.iter().filter(|o| !all.contains(o)).count();

@@ -351,6 +351,8 @@ pub struct ConsumerSettings {
     /// again for this long before giving up.
     #[serde(with = "humantime_serde")]
     pub reconnect_timeout: Duration,
+    /// Where processed messages go besides the tutorial's processing.
+    pub sink: SinkKind,
 }
 
 impl Default for ConsumerSettings {
@@ -359,6 +361,7 @@ impl Default for ConsumerSettings {
             name: "consumer-1".into(),
             offset: OffsetSpec::First,
             reconnect_timeout: Duration::from_secs(60),
+            sink: SinkKind::None,
         }
     }
 }
@@ -372,6 +375,10 @@ pub struct TrackerSettings {
     /// Store when this much time passed with progress; "0s" turns the time trigger off.
     #[serde(with = "humantime_serde")]
     pub store_every: Duration,
+    /// Where offsets are kept, and read from to resume.
+    pub store: OffsetStoreKind,
+    /// The SQLite database, with `store = "sqlite"`.
+    pub sqlite_path: std::path::PathBuf,
 }
 
 impl Default for TrackerSettings {
@@ -379,8 +386,34 @@ impl Default for TrackerSettings {
         Self {
             store_every_messages: 10,
             store_every: Duration::from_secs(5),
+            store: OffsetStoreKind::Broker,
+            sqlite_path: "offsets.sqlite".into(),
         }
     }
+}
+
+/// `[tracker] store`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetStoreKind {
+    /// Server-side offset tracking on the broker.
+    #[default]
+    Broker,
+    /// The application's SQLite database (`sqlite_path`); the broker is still updated, for
+    /// admin tools, but never read to resume.
+    Sqlite,
+}
+
+/// `[consumer] sink`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// The tutorial's processing only.
+    #[default]
+    None,
+    /// Each processed batch into the SQLite table `messages`, with its offset, in one transaction
+    /// (needs `tracker.store = "sqlite"`): exactly-once effects.
+    Sqlite,
 }
 
 impl Settings {
@@ -481,6 +514,12 @@ impl Settings {
             return invalid(
                 "consumer.name",
                 "must not be empty: the broker stores offsets under this name",
+            );
+        }
+        if self.consumer.sink == SinkKind::Sqlite && self.tracker.store != OffsetStoreKind::Sqlite {
+            return invalid(
+                "consumer.sink",
+                "\"sqlite\" needs tracker.store = \"sqlite\": the offset must be read from where the messages are",
             );
         }
         if self.consumer.name.len() > 255 {

@@ -382,6 +382,57 @@ pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What [`kill_loop`] saw.
+pub struct KillLoop {
+    /// Every run's output, in order; the last one ran to completion.
+    pub runs: Vec<Output>,
+    /// How many runs a SIGKILL ended.
+    pub kills: usize,
+}
+
+/// Runs `make()` again and again: each of the first `kills` runs gets a SIGKILL at a random moment
+/// within `window` after it prints `Started consuming`; then one run goes to completion (within
+/// `limit`). A run that ends by itself before its kill lands ends the loop early.
+pub fn kill_loop(
+    mut make: impl FnMut() -> Command,
+    kills: usize,
+    window: Duration,
+    limit: Duration,
+) -> KillLoop {
+    let mut random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut result = KillLoop {
+        runs: vec![],
+        kills: 0,
+    };
+    while result.kills < kills {
+        let mut running = Running::spawn(&mut make());
+        running.wait_for_line("Started consuming", limit);
+        // A small linear congruential generator: no dependency for a random pause.
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let pause = (random >> 33) % (window.as_millis().max(1) as u64);
+        std::thread::sleep(Duration::from_millis(pause));
+        // The process may have ended by itself already: then the kill fails, and that is fine.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(running.child.id().to_string())
+            .status();
+        let out = running.finish(limit);
+        let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        result.runs.push(out);
+        if !killed {
+            return result;
+        }
+        result.kills += 1;
+    }
+    result.runs.push(Running::spawn(&mut make()).finish(limit));
+    result
+}
+
 /// Runs `cmd` to completion, killing it (and failing the test) after `limit`.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Output {
     Running::spawn(cmd).finish(limit)

@@ -8,6 +8,7 @@
 
 pub mod actor;
 pub mod policy;
+pub mod sqlite;
 pub mod store;
 
 pub use actor::{Close, Tracker, MAILBOX_CAPACITY};

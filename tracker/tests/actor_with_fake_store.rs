@@ -38,6 +38,7 @@ fn settings(every_messages: u64, every: Duration) -> TrackerSettings {
     TrackerSettings {
         store_every_messages: every_messages,
         store_every: every,
+        ..TrackerSettings::default()
     }
 }
 

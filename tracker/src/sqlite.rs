@@ -1,0 +1,194 @@
+//! Offsets (and, with the SQLite sink, processed messages) kept in the application's own SQLite
+//! database, so that an effect and its offset commit in one transaction.
+//!
+//! Tables: `owner` (the one stream and consumer this database belongs to), `offsets` (`stream`,
+//! `consumer`, `offset`: the last processed offset), `messages` (`stream`, `offset`, `body`: what
+//! the SQLite sink wrote; no uniqueness constraint on `offset`, so a duplicate would be visible).
+//! WAL journal with `synchronous = NORMAL`: a commit survives a crash of the process (it is in the
+//! WAL before `commit` returns), not necessarily a power cut.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use rusqlite::{params, Connection, OptionalExtension};
+use shared::error::{Error, Result};
+
+use crate::store::OffsetStore;
+
+/// How long a write waits for a lock another process holds before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open offsets database for one stream and consumer.
+pub struct Database {
+    connection: Connection,
+    path: PathBuf,
+    stream: String,
+    consumer: String,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` for `consumer` on `stream`. A file that
+    /// is not a database, or one that belongs to another stream or consumer, is an error.
+    pub fn open(path: &Path, stream: &str, consumer: &str) -> Result<Self> {
+        let fail = |what: &str, err: rusqlite::Error| {
+            Error::Config(format!(
+                "tracker.sqlite_path: cannot {what} {}: {err}",
+                path.display()
+            ))
+        };
+        let connection = Connection::open(path).map_err(|e| fail("open", e))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail("configure", e))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE IF NOT EXISTS owner (stream TEXT NOT NULL, consumer TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS offsets (
+                     stream TEXT NOT NULL, consumer TEXT NOT NULL, offset INTEGER NOT NULL,
+                     PRIMARY KEY (stream, consumer));
+                 CREATE TABLE IF NOT EXISTS messages (
+                     stream TEXT NOT NULL, offset INTEGER NOT NULL, body BLOB);",
+            )
+            .map_err(|e| fail("use", e))?;
+        let owner: Option<(String, String)> = connection
+            .query_row("SELECT stream, consumer FROM owner", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(|e| fail("read", e))?;
+        match owner {
+            None => {
+                connection
+                    .execute(
+                        "INSERT INTO owner (stream, consumer) VALUES (?1, ?2)",
+                        params![stream, consumer],
+                    )
+                    .map_err(|e| fail("write", e))?;
+            }
+            Some((s, c)) if s == stream && c == consumer => {}
+            Some((s, c)) => {
+                return Err(Error::Config(format!(
+                    "tracker.sqlite_path: {} belongs to consumer '{c}' on stream '{s}', not '{consumer}' on '{stream}'",
+                    path.display()
+                )))
+            }
+        }
+        Ok(Self {
+            connection,
+            path: path.to_path_buf(),
+            stream: stream.to_owned(),
+            consumer: consumer.to_owned(),
+        })
+    }
+
+    fn runtime_error(&self, what: &str, err: rusqlite::Error) -> Error {
+        Error::Internal(format!(
+            "SQLite database {}: cannot {what}: {err}",
+            self.path.display()
+        ))
+    }
+
+    /// The last processed offset stored here, if any.
+    pub fn stored_offset(&self) -> Result<Option<u64>> {
+        self.connection
+            .query_row(
+                "SELECT offset FROM offsets WHERE stream = ?1 AND consumer = ?2",
+                params![self.stream, self.consumer],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|offset| offset.map(|o| o as u64))
+            .map_err(|e| self.runtime_error("read the stored offset", e))
+    }
+
+    /// Stores `offset` as the last processed one.
+    pub fn store_offset(&self, offset: u64) -> Result<()> {
+        upsert_offset(&self.connection, &self.stream, &self.consumer, offset)
+            .map_err(|e| self.runtime_error("store the offset", e))
+    }
+
+    /// Inserts processed messages (offset, body) and the batch's last offset in one transaction:
+    /// both or neither.
+    pub fn write_batch<'a>(
+        &mut self,
+        messages: impl Iterator<Item = (u64, Option<&'a [u8]>)>,
+        last_offset: u64,
+    ) -> Result<()> {
+        let transaction = self
+            .connection
+            .transaction()
+            .map_err(|e| Error::Internal(format!("SQLite: cannot begin a transaction: {e}")))?;
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO messages (stream, offset, body) VALUES (?1, ?2, ?3)")
+                .map_err(|e| Error::Internal(format!("SQLite: {e}")))?;
+            for (offset, body) in messages {
+                insert
+                    .execute(params![self.stream, offset as i64, body])
+                    .map_err(|e| {
+                        Error::Internal(format!("SQLite: cannot insert a message: {e}"))
+                    })?;
+            }
+        }
+        upsert_offset(&transaction, &self.stream, &self.consumer, last_offset)
+            .map_err(|e| Error::Internal(format!("SQLite: cannot store the offset: {e}")))?;
+        transaction
+            .commit()
+            .map_err(|e| Error::Internal(format!("SQLite: cannot commit: {e}")))
+    }
+}
+
+fn upsert_offset(
+    connection: &Connection,
+    stream: &str,
+    consumer: &str,
+    offset: u64,
+) -> rusqlite::Result<()> {
+    connection
+        .execute(
+            "INSERT INTO offsets (stream, consumer, offset) VALUES (?1, ?2, ?3)
+             ON CONFLICT (stream, consumer) DO UPDATE SET offset = excluded.offset",
+            params![stream, consumer, offset as i64],
+        )
+        .map(|_| ())
+}
+
+/// The tracker's store for `store = "sqlite"` with the tutorial's handler: writes the offset to
+/// SQLite, then to the broker (so that admin tools see progress; resuming reads SQLite only).
+pub struct SqliteThenBroker<B: OffsetStore> {
+    database: Rc<RefCell<Database>>,
+    broker: B,
+}
+
+impl<B: OffsetStore> SqliteThenBroker<B> {
+    /// Stores in `database`, then in `broker`.
+    pub fn new(database: Database, broker: B) -> Self {
+        Self {
+            database: Rc::new(RefCell::new(database)),
+            broker,
+        }
+    }
+}
+
+impl<B: OffsetStore> OffsetStore for SqliteThenBroker<B> {
+    fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
+        if let Err(err) = self.database.borrow().store_offset(offset) {
+            return Box::pin(async move { Err(err) });
+        }
+        self.broker.store(offset)
+    }
+
+    fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
+        let stored = self.database.borrow().stored_offset();
+        Box::pin(async move { stored })
+    }
+
+    fn close(&self) -> LocalBoxFuture<'static, ()> {
+        self.broker.close()
+    }
+}
