@@ -69,6 +69,8 @@ const EVERY_10000: u64 = 10_000;
 const TARGET_PRODUCER_RATIO: f64 = 0.9;
 const TARGET_CONSUMER_RATIO: f64 = 0.8;
 const TARGET_TUTORIAL_RATIO: f64 = 50.0;
+/// Issue #9: the SQLite sink against raw consuming with no stores.
+const TARGET_SINK_RATIO: f64 = 0.5;
 const TARGET_PEAK_RSS_MIB: f64 = 64.0;
 
 /// Issue #5's benchmark: our producer and consumer + tracker against the raw client.
@@ -246,7 +248,7 @@ impl Bench {
         // 2. Consuming the stream our producer wrote: raw, ours@10, tutorial, ours@10000, raw.
         let raw_consume_1 = raw_consume(&self.environment, &main_stream, n, None).await?;
         report("consume", "raw #1: no stores", &raw_consume_1);
-        let ours_10 = self.run_consumer(&main_stream, n, EVERY_10).await?;
+        let ours_10 = self.run_consumer(&main_stream, n, EVERY_10, false).await?;
         report("consume", "ours: store_every_messages=10", &ours_10);
         let tutorial = Tutorial {
             name: format!("bench-{}-tutorial", self.run_id),
@@ -260,8 +262,18 @@ impl Bench {
             tutorial.max_messages, cli.tutorial_seconds
         );
         report("consume", &label, &tutorial_run);
-        let ours_10000 = self.run_consumer(&main_stream, n, EVERY_10000).await?;
+        let ours_10000 = self
+            .run_consumer(&main_stream, n, EVERY_10000, false)
+            .await?;
         report("consume", "ours: store_every_messages=10000", &ours_10000);
+        let ours_sink = self
+            .run_consumer(&main_stream, n, EVERY_10000, true)
+            .await?;
+        report(
+            "consume",
+            "ours: SQLite sink (a transaction per batch)",
+            &ours_sink,
+        );
         let raw_consume_2 = raw_consume(&self.environment, &main_stream, n, None).await?;
         report("consume", "raw #2: no stores", &raw_consume_2);
 
@@ -271,7 +283,7 @@ impl Bench {
             let producer = self.run_producer(&stream, cli.rss_messages).await?;
             report("rss wave", "ours: producer binary", &producer);
             let consumer = self
-                .run_consumer(&stream, cli.rss_messages, EVERY_10)
+                .run_consumer(&stream, cli.rss_messages, EVERY_10, false)
                 .await?;
             report(
                 "rss wave",
@@ -291,6 +303,7 @@ impl Bench {
             consumer10_vs_raw: ours_10.rate / raw_consume_rate,
             consumer10_vs_tutorial: ours_10.rate / tutorial_run.rate,
             consumer10000_vs_raw: ours_10000.rate / raw_consume_rate,
+            sqlite_sink_vs_raw: ours_sink.rate / raw_consume_rate,
             stores_10: ours_10.stores.unwrap_or_default(),
             stores_10000: ours_10000.stores.unwrap_or_default(),
             peak_rss_producer_kib: wave.as_ref().and_then(|(p, _)| p.peak_rss_kib),
@@ -385,9 +398,18 @@ impl Bench {
     /// Runs our consumer binary on `stream` from its first message to the marker, under a fresh
     /// consumer name, with the tracker storing every `every` messages; then asks the broker which
     /// offset it holds for that name.
-    async fn run_consumer(&self, stream: &str, count: u64, every: u64) -> Result<Measured> {
-        let name = format!("bench-{}-consumer-{every}-{count}", self.run_id);
-        let env = [
+    async fn run_consumer(
+        &self,
+        stream: &str,
+        count: u64,
+        every: u64,
+        sqlite_sink: bool,
+    ) -> Result<Measured> {
+        let name = format!(
+            "bench-{}-consumer-{every}-{count}-{sqlite_sink}",
+            self.run_id
+        );
+        let mut env = vec![
             ("OFFSET_TRACKING__STREAM__NAME", stream.to_owned()),
             ("OFFSET_TRACKING__CONSUMER__NAME", name.clone()),
             ("OFFSET_TRACKING__CONSUMER__OFFSET", "first".to_owned()),
@@ -396,7 +418,22 @@ impl Bench {
                 every.to_string(),
             ),
         ];
-        let child = self.run_child("consumer", &env, count).await?;
+        let database = std::env::temp_dir().join(format!("bench-{}-sink.sqlite", self.run_id));
+        if sqlite_sink {
+            env.push(("OFFSET_TRACKING__TRACKER__STORE", "sqlite".to_owned()));
+            env.push(("OFFSET_TRACKING__CONSUMER__SINK", "sqlite".to_owned()));
+            env.push((
+                "OFFSET_TRACKING__TRACKER__SQLITE_PATH",
+                database.display().to_string(),
+            ));
+        }
+        let child = self.run_child("consumer", &env, count).await;
+        if sqlite_sink {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+            }
+        }
+        let child = child?;
         let messages: u64 = child.summary.get("messages")?;
         let marker: bool = child.summary.get("marker")?;
         if !marker || messages != count {
@@ -630,6 +667,7 @@ struct BenchSummary {
     consumer10_vs_raw: f64,
     consumer10_vs_tutorial: f64,
     consumer10000_vs_raw: f64,
+    sqlite_sink_vs_raw: f64,
     stores_10: u64,
     stores_10000: u64,
     peak_rss_producer_kib: Option<u64>,
@@ -649,6 +687,11 @@ impl BenchSummary {
             "target consumer@10/raw >= {TARGET_CONSUMER_RATIO}: {:.2} {}",
             self.consumer10_vs_raw,
             verdict(self.consumer10_vs_raw >= TARGET_CONSUMER_RATIO)
+        );
+        println!(
+            "target sqlite sink/raw >= {TARGET_SINK_RATIO}: {:.2} {}",
+            self.sqlite_sink_vs_raw,
+            verdict(self.sqlite_sink_vs_raw >= TARGET_SINK_RATIO)
         );
         println!(
             "target consumer@10/tutorial >= {TARGET_TUTORIAL_RATIO}: {:.0} {}",
@@ -681,12 +724,13 @@ impl fmt::Display for BenchSummary {
         write!(
             f,
             "bench summary: producer/raw={:.2} consumer@10/raw={:.2} consumer@10/tutorial={:.0} \
-             consumer@10000/raw={:.2} stores@10={} stores@10000={} peak_rss_producer={} \
-             peak_rss_consumer={} rss_messages={}",
+             consumer@10000/raw={:.2} sqlite_sink/raw={:.2} stores@10={} stores@10000={} \
+             peak_rss_producer={} peak_rss_consumer={} rss_messages={}",
             self.producer_vs_raw,
             self.consumer10_vs_raw,
             self.consumer10_vs_tutorial,
             self.consumer10000_vs_raw,
+            self.sqlite_sink_vs_raw,
             self.stores_10,
             self.stores_10000,
             rss(self.peak_rss_producer_kib),
@@ -918,6 +962,7 @@ mod tests {
             consumer10_vs_raw: 0.81,
             consumer10_vs_tutorial: 62.3,
             consumer10000_vs_raw: 0.97,
+            sqlite_sink_vs_raw: 0.55,
             stores_10: 9500,
             stores_10000: 101,
             peak_rss_producer_kib: Some(16 * 1024),
@@ -926,8 +971,8 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "bench summary: producer/raw=0.95 consumer@10/raw=0.81 consumer@10/tutorial=62 \
-             consumer@10000/raw=0.97 stores@10=9500 stores@10000=101 peak_rss_producer=16.0MiB \
-             peak_rss_consumer=n/a rss_messages=10000000"
+             consumer@10000/raw=0.97 sqlite_sink/raw=0.55 stores@10=9500 stores@10000=101 \
+             peak_rss_producer=16.0MiB peak_rss_consumer=n/a rss_messages=10000000"
         );
     }
 
