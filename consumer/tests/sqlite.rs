@@ -168,3 +168,30 @@ async fn bad_databases_are_clear_errors_that_store_nothing() {
     }
     assert_eq!(stream.stored_offset(&name).await, None, "nothing stored");
 }
+
+#[tokio::test]
+async fn a_locked_database_fails_the_run_clearly_and_keeps_nothing_half_written() {
+    let stream = TestStream::new("s4").await;
+    let name = unique("s4");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("offsets.sqlite");
+    tracker::sqlite::Database::open(&path, &stream.name, &name).unwrap();
+    stream.publish_wave(100).await;
+    // Another process (here: this test) holds the write lock for longer than the 5 s busy wait.
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = run_with_deadline(
+        &mut sqlite_consumer(&stream.name, &name, &path, true),
+        LIMIT,
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked") && err.contains("SQLite"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        tally(&path, &stream.name),
+        (0, 0, None),
+        "nothing half-written"
+    );
+}
