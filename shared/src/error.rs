@@ -105,6 +105,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The application's database (the SQLite store or sink) failed.
+    #[error("database error: {0}")]
+    Database(String),
+
+    /// A local resource failed (a listening port, a signal handler, the runtime).
+    #[error("{0}")]
+    Local(String),
+
     /// An actor went away before answering (a bug, or a shutdown race).
     #[error("internal error: {0}")]
     Internal(String),

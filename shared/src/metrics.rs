@@ -97,7 +97,7 @@ pub fn serve(listen: SocketAddr) -> Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(listen)
         .install()
-        .map_err(|err| Error::Internal(format!("cannot serve metrics on {listen}: {err}")))?;
+        .map_err(|err| Error::Local(format!("cannot serve metrics on {listen}: {err}")))?;
     describe();
     tracing::info!("metrics on http://{listen}/metrics");
     Ok(())

@@ -19,7 +19,7 @@ where
         .build();
     let runtime = match runtime {
         Ok(runtime) => runtime,
-        Err(err) => return fail(&Error::Internal(format!("cannot start the runtime: {err}"))),
+        Err(err) => return fail(&Error::Local(format!("cannot start the runtime: {err}"))),
     };
     let system = actix::System::with_tokio_rt(|| runtime);
     match system.block_on(main) {
@@ -38,9 +38,9 @@ pub fn fail(err: &Error) -> ExitCode {
 pub async fn shutdown_signal() -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())
-        .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
+        .map_err(|e| Error::Local(format!("cannot listen for SIGTERM: {e}")))?;
     let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|e| Error::Internal(format!("cannot listen for SIGINT: {e}")))?;
+        .map_err(|e| Error::Local(format!("cannot listen for SIGINT: {e}")))?;
     tokio::select! {
         _ = terminate.recv() => Ok("SIGTERM"),
         _ = interrupt.recv() => Ok("SIGINT"),

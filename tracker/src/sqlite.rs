@@ -87,7 +87,7 @@ impl Database {
     }
 
     fn runtime_error(&self, what: &str, err: rusqlite::Error) -> Error {
-        Error::Internal(format!(
+        Error::Database(format!(
             "SQLite database {}: cannot {what}: {err}",
             self.path.display()
         ))
@@ -122,24 +122,24 @@ impl Database {
         let transaction = self
             .connection
             .transaction()
-            .map_err(|e| Error::Internal(format!("SQLite: cannot begin a transaction: {e}")))?;
+            .map_err(|e| Error::Database(format!("SQLite: cannot begin a transaction: {e}")))?;
         {
             let mut insert = transaction
                 .prepare_cached("INSERT INTO messages (stream, offset, body) VALUES (?1, ?2, ?3)")
-                .map_err(|e| Error::Internal(format!("SQLite: {e}")))?;
+                .map_err(|e| Error::Database(format!("SQLite: {e}")))?;
             for (offset, body) in messages {
                 insert
                     .execute(params![self.stream, offset as i64, body])
                     .map_err(|e| {
-                        Error::Internal(format!("SQLite: cannot insert a message: {e}"))
+                        Error::Database(format!("SQLite: cannot insert a message: {e}"))
                     })?;
             }
         }
         upsert_offset(&transaction, &self.stream, &self.consumer, last_offset)
-            .map_err(|e| Error::Internal(format!("SQLite: cannot store the offset: {e}")))?;
+            .map_err(|e| Error::Database(format!("SQLite: cannot store the offset: {e}")))?;
         transaction
             .commit()
-            .map_err(|e| Error::Internal(format!("SQLite: cannot commit: {e}")))
+            .map_err(|e| Error::Database(format!("SQLite: cannot commit: {e}")))
     }
 }
 
