@@ -13,19 +13,25 @@ pub fn run<F>(main: F) -> ExitCode
 where
     F: Future<Output = Result<()>>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
-    let runtime = match runtime {
+    let runtime = match tokio_runtime() {
         Ok(runtime) => runtime,
-        Err(err) => return fail(&Error::Local(format!("cannot start the runtime: {err}"))),
+        Err(err) => return fail(&err),
     };
     let system = actix::System::with_tokio_rt(|| runtime);
     match system.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
+}
+
+/// The multi-threaded tokio runtime every binary of the workspace runs on: two workers, beside
+/// the broker on these two-core machines.
+pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Local(format!("cannot start the runtime: {err}")))
 }
 
 /// Reports `err` on stderr and returns its exit code.

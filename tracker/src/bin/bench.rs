@@ -121,14 +121,10 @@ enum RssProbe {
 fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
-    let runtime = match runtime {
+    let runtime = match shared::runtime::tokio_runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("bench: error: cannot start the runtime: {err}");
+            eprintln!("bench: error: {err}");
             return ExitCode::FAILURE;
         }
     };
