@@ -47,6 +47,8 @@ impl Database {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
+                 PRAGMA wal_autocheckpoint = 10000;
+                 PRAGMA cache_size = -16384;
                  CREATE TABLE IF NOT EXISTS owner (stream TEXT NOT NULL, consumer TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS offsets (
                      stream TEXT NOT NULL, consumer TEXT NOT NULL, offset INTEGER NOT NULL,
