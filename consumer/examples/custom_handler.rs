@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         let report = consumer::run(&settings, ByteTally::default(), false, shutdown).await?;
         println!(
             "stored offset: {}",
-            consumer::show(report.outcome.stored_offset)
+            shared::offset_spec::show_offset(report.outcome.stored_offset)
         );
         Ok(())
     })

@@ -26,6 +26,7 @@ use shared::messages::{Flush, Processed, StoredProgress};
 use shared::metrics::ConsumerMetrics;
 
 use crate::handler::{Handled, Handler};
+use shared::offset_spec::show_offset;
 use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
 use tokio::sync::{oneshot, watch};
@@ -79,11 +80,6 @@ impl Subscription {
             .await?
             .map_err(|err| subscribe_error(&self.stream, err))
     }
-}
-
-/// An optional offset for people: the number, or `none`.
-pub fn show(offset: Option<u64>) -> String {
-    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
@@ -568,8 +564,8 @@ impl<H: Handler> Actor for ConsumerActor<H> {
             let stored = actor.tracker.stored.borrow().offset;
             let details = format!(
                 "last processed {}, last stored {}, lag {}",
-                show(actor.outcome.last_offset),
-                show(stored),
+                show_offset(actor.outcome.last_offset),
+                show_offset(stored),
                 actor
                     .lag()
                     .map_or_else(|| "?".into(), |lag| lag.to_string())

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracker::sqlite::{Database, SqliteThenBroker};
 use tracker::{BrokerStore, Close, OffsetStore, Tracker};
 
-pub use consumer_actor::{show, ConsumerActor, Outcome, Subscription, TrackerLink};
+pub use consumer_actor::{ConsumerActor, Outcome, Subscription, TrackerLink};
 pub use handler::{Handled, Handler, TutorialHandler};
 pub use sqlite_sink::SqliteSink;
 

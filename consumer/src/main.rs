@@ -7,10 +7,11 @@ mod offsets;
 use std::process::ExitCode;
 
 use clap::Parser;
-use consumer::{show, Handler, SqliteSink, TutorialHandler};
+use consumer::{Handler, SqliteSink, TutorialHandler};
 use shared::cli::{push, CommonArgs};
 use shared::config::{Settings, SinkKind};
 use shared::error::Result;
+use shared::offset_spec::show_offset as show;
 use shared::{runtime, OffsetSpec};
 use tokio_util::sync::CancellationToken;
 use tracker::sqlite::Database;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rabbitmq_stream_client::{Client, Environment};
 use shared::config::Settings;
 use shared::error::{describe_client_error, Error, Result};
+use shared::offset_spec::show_offset;
 use shared::{connection, OffsetSpec};
 
 /// How long to wait for the broker to deliver from a position before calling the stream empty there.
@@ -84,10 +85,6 @@ impl Admin {
     async fn close(self) {
         let _ = tokio::time::timeout(READ_WAIT, self.client.close()).await;
     }
-}
-
-fn show_offset(offset: Option<u64>) -> String {
-    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 /// `consumer offsets show`.

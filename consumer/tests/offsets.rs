@@ -4,7 +4,9 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline, summary_field, unique, TestStream};
+use shared::testing::{
+    our_binary, run_with_deadline, stderr_of, stdout_of, summary_field, unique, TestStream,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -14,13 +16,9 @@ fn consumer(stream: &str, name: &str) -> Command {
     cmd
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn first_offset(out: &Output) -> u64 {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    summary_field(&text(&out.stderr), "first_offset")
+    assert!(out.status.success(), "{}", stderr_of(out));
+    summary_field(&stderr_of(out), "first_offset")
         .unwrap()
         .parse()
         .unwrap()
@@ -37,8 +35,8 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
         consumer(&stream.name, &name).args(["offsets", "show"]),
         LIMIT,
     );
-    assert!(show.status.success(), "{}", text(&show.stderr));
-    let shown = text(&show.stdout);
+    assert!(show.status.success(), "{}", stderr_of(&show));
+    let shown = stdout_of(&show);
     assert!(shown.contains("stored offset:  none"), "{shown}");
     assert!(
         shown.contains(&format!("last offset:    {}", log[99])),
@@ -50,15 +48,15 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
         consumer(&stream.name, &name).args(["offsets", "set", "--to", &to]),
         LIMIT,
     );
-    assert!(set.status.success(), "{}", text(&set.stderr));
-    assert!(text(&set.stdout).contains(&format!("the next run starts at {}", log[49] + 1)));
+    assert!(set.status.success(), "{}", stderr_of(&set));
+    assert!(stdout_of(&set).contains(&format!("the next run starts at {}", log[49] + 1)));
     assert_eq!(stream.stored_offset(&name).await, Some(log[49]));
 
     let show = run_with_deadline(
         consumer(&stream.name, &name).args(["offsets", "show"]),
         LIMIT,
     );
-    let shown = text(&show.stdout);
+    let shown = stdout_of(&show);
     assert!(
         shown.contains(&format!("stored offset:  {}", log[49])),
         "{shown}"
@@ -71,7 +69,7 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
     let run = run_with_deadline(&mut consumer(&stream.name, &name), LIMIT);
     assert_eq!(first_offset(&run), log[50]);
     assert_eq!(
-        summary_field(&text(&run.stderr), "messages").as_deref(),
+        summary_field(&stderr_of(&run), "messages").as_deref(),
         Some("50")
     );
 
@@ -82,7 +80,7 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
     );
     assert_eq!(first_offset(&replay), log[0]);
     assert_eq!(
-        summary_field(&text(&replay.stderr), "messages").as_deref(),
+        summary_field(&stderr_of(&replay), "messages").as_deref(),
         Some("100")
     );
 
@@ -90,7 +88,7 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
         consumer(&stream.name, &name).args(["offsets", "set", "--to", "last"]),
         LIMIT,
     );
-    assert!(last.status.success(), "{}", text(&last.stderr));
+    assert!(last.status.success(), "{}", stderr_of(&last));
     assert_eq!(stream.stored_offset(&name).await, Some(log[99]));
 }
 
@@ -103,18 +101,18 @@ async fn bad_targets_and_unknown_streams_exit_2_and_store_nothing() {
         consumer(&stream.name, &name).args(["offsets", "set", "--to", "1000000"]),
         LIMIT,
     );
-    assert_eq!(past.status.code(), Some(2), "{}", text(&past.stderr));
+    assert_eq!(past.status.code(), Some(2), "{}", stderr_of(&past));
     assert!(
-        text(&past.stderr).contains("past the end"),
+        stderr_of(&past).contains("past the end"),
         "{}",
-        text(&past.stderr)
+        stderr_of(&past)
     );
     assert_eq!(stream.stored_offset(&name).await, None);
 
     let missing = unique("o2-missing");
     let unknown = run_with_deadline(consumer(&missing, &name).args(["offsets", "show"]), LIMIT);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(text(&unknown.stderr).contains("does not exist"));
+    assert!(stderr_of(&unknown).contains("does not exist"));
 
     let garbage = run_with_deadline(
         consumer(&stream.name, &name).args(["offsets", "set", "--to", "soon"]),

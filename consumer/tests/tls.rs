@@ -4,52 +4,17 @@
 //! broker's certificate fails at once with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shared::connection;
 use shared::testing::{
-    broker_tls, our_binary, run_with_deadline, tls_broker, unique, unrelated_ca, workspace_binary,
-    TestStream, TLS_PORT,
+    assert_ok, broker_tls, our_binary, run_with_deadline, stderr_of, stdout_of, tls_broker, unique,
+    unrelated_ca, workspace_binary, TestStream, TLS_PORT,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-}
-
-/// A directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("offset-tracking-tls"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The producer binary (built now: it belongs to another package), publishing `count` messages
 /// to `stream` over TLS, trusting `ca_file`, with the settings given as environment variables.
@@ -68,9 +33,9 @@ fn producer_over_tls(stream: &str, count: u64, ca_file: &Path) -> Command {
 
 /// The consumer binary as `name` on `stream` from the first message, over TLS with `[broker.tls]`
 /// written in a configuration file (`--config`), the local broker's client certificate included.
-fn consumer_over_tls(stream: &str, name: &str, dir: &TempDir) -> Command {
+fn consumer_over_tls(stream: &str, name: &str, dir: &Path) -> Command {
     let tls = broker_tls();
-    let config = dir.0.join("tls.toml");
+    let config = dir.join("tls.toml");
     std::fs::write(
         &config,
         format!(
@@ -108,7 +73,7 @@ async fn the_tls_listener_sends_clients_to_itself_not_to_the_plain_port() {
 #[tokio::test]
 async fn producer_and_consumer_work_over_tls() {
     let stream = TestStream::new("tls-wave").await;
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let count = 1_000;
 
     let out = run_with_deadline(
@@ -117,7 +82,7 @@ async fn producer_and_consumer_work_over_tls() {
     );
     assert_ok(&out);
     assert_eq!(
-        stdout(&out),
+        stdout_of(&out),
         format!("Publishing {count} messages\nMessages confirmed: True\n")
     );
 
@@ -131,10 +96,13 @@ async fn producer_and_consumer_work_over_tls() {
     );
 
     let name = unique("tls-consumer");
-    let out = run_with_deadline(&mut consumer_over_tls(&stream.name, &name, &dir), LIMIT);
+    let out = run_with_deadline(
+        &mut consumer_over_tls(&stream.name, &name, dir.path()),
+        LIMIT,
+    );
     assert_ok(&out);
     assert_eq!(
-        stdout(&out),
+        stdout_of(&out),
         format!(
             "Started consuming\nFirst message received\n\
              Done consuming first_offset: {first} last_offset: {last}\n"
@@ -147,8 +115,8 @@ async fn producer_and_consumer_work_over_tls() {
 #[tokio::test]
 async fn a_ca_that_did_not_sign_the_brokers_certificate_is_a_clear_error() {
     let stream = TestStream::new("tls-wrong-ca").await;
-    let dir = TempDir::new();
-    let wrong_ca = unrelated_ca(&dir.0);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_ca = unrelated_ca(dir.path());
 
     let mut consumer = our_binary(env!("CARGO_BIN_EXE_consumer"));
     consumer
@@ -161,7 +129,7 @@ async fn a_ca_that_did_not_sign_the_brokers_certificate_is_a_clear_error() {
     for (what, cmd) in [("producer", producer), ("consumer", &mut consumer)] {
         let started = Instant::now();
         let out = run_with_deadline(cmd, Duration::from_secs(30));
-        let err = stderr(&out);
+        let err = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(
             err.contains("TLS handshake failed")

@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use shared::testing::{
-    named_consumer, our_binary, run_with_deadline, stderr_of, stdout_of, summary_field, unique,
-    Running, StoreCountingProxy, TestStream,
+    assert_ok, named_consumer, our_binary, run_with_deadline, stderr_of, stdout_of, summary_field,
+    unique, Running, StoreCountingProxy, TestStream,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -35,16 +35,6 @@ fn messages(out: &Output) -> u64 {
     summary_field(&stderr_of(out), "messages")
         .and_then(|m| m.parse().ok())
         .unwrap_or_else(|| panic!("no summary line: {}", stderr_of(out)))
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout_of(out),
-        stderr_of(out)
-    );
 }
 
 #[tokio::test]

@@ -35,6 +35,11 @@ impl OffsetSpec {
     }
 }
 
+/// An optional offset for people: the number, or `none`.
+pub fn show_offset(offset: Option<u64>) -> String {
+    offset.map_or_else(|| "none".into(), |o| o.to_string())
+}
+
 /// Why an offset specification could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetSpecError(String);

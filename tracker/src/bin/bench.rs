@@ -40,6 +40,7 @@ use rabbitmq_stream_client::types::{ByteCapacity, Message, OffsetSpecification};
 use rabbitmq_stream_client::Environment;
 use shared::config::{BrokerSettings, Settings, StreamSettings};
 use shared::connection;
+use shared::offset_spec::show_offset as show;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::Notify;
@@ -744,11 +745,6 @@ fn mib(kib: u64) -> f64 {
 /// The mean of two rates.
 fn mean(a: f64, b: f64) -> f64 {
     (a + b) / 2.0
-}
-
-/// An optional offset for a message: the number, or `none`.
-fn show(offset: Option<u64>) -> String {
-    offset.map_or_else(|| "none".into(), |o| o.to_string())
 }
 
 /// The body of message `index` of a wave of `count`, as our producer writes it.
