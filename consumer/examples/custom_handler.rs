@@ -50,11 +50,16 @@ fn main() -> ExitCode {
     runtime::run(async move {
         // A real service would cancel this on SIGTERM (see the consumer binary).
         let shutdown = CancellationToken::new();
-        let report = consumer::run(&settings, ByteTally::default(), false, shutdown).await?;
-        println!(
-            "stored offset: {}",
-            shared::offset_spec::show_offset(report.outcome.stored_offset)
-        );
+        // One handler per partition (a plain stream has one, with no partition name).
+        let handlers = |_partition: Option<&str>| Ok(ByteTally::default());
+        let report = consumer::run(&settings, handlers, false, shutdown).await?;
+        for partition in &report.partitions {
+            println!(
+                "{}: stored offset {}",
+                partition.stream,
+                shared::offset_spec::show_offset(partition.outcome.stored_offset)
+            );
+        }
         Ok(())
     })
 }

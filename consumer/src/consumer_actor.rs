@@ -12,13 +12,22 @@
 //!   `consumer.reconnect_timeout` runs out.
 //! - When no delivery arrives for a while, it checks that the stream still exists (the client
 //!   ignores the broker's "stream deleted" notice and would wait forever).
+//! - In a consumer group (`consumer.single_active`) it processes only while the broker says it is
+//!   the active member ([`GroupUpdate`]). Becoming active, it resumes right after the offset
+//!   stored for the group; becoming inactive, it drops what is still buffered and flushes the
+//!   tracker, and the client's callback stores the last processed offset on the subscription's own
+//!   connection before answering the broker, so the next member starts right after it.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
 use rabbitmq_stream_client::error::{ConsumerCreateError, ConsumerDeliveryError};
-use rabbitmq_stream_client::types::Delivery;
+use rabbitmq_stream_client::types::{Delivery, MessageContext, OffsetSpecification};
 use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
@@ -26,6 +35,7 @@ use shared::messages::{Flush, Processed, StoredProgress};
 use shared::metrics::ConsumerMetrics;
 
 use crate::handler::{Handled, Handler};
+use shared::connection::StreamState;
 use shared::offset_spec::show_offset;
 use shared::progress::{self, Reporter};
 use shared::{connection, OffsetSpec};
@@ -47,6 +57,124 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// First and longest pause between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
+/// Where to attach: right after the stored offset if there is one (it takes precedence over the
+/// configured specification), else the configured specification.
+pub fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
+    match stored {
+        Some(offset) => OffsetSpec::Offset(offset.saturating_add(1)),
+        None => configured,
+    }
+}
+
+/// From the subscription's consumer-update callback: the broker made this subscription its
+/// group's active member, or took that away. The callback waits for `reply` before it answers
+/// the broker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum GroupUpdate {
+    /// Now active. `stored`: the group's stored offset as the callback read it on the
+    /// subscription's connection (`None`: the query failed). Replies where to start.
+    Active {
+        /// `Some(None)`: nothing stored yet.
+        stored: Option<Option<u64>>,
+        /// Where the broker is to start delivering.
+        reply: oneshot::Sender<OffsetSpec>,
+    },
+    /// No longer active. Replies the last offset processed while active, flushed by the tracker
+    /// (`None`: nothing processed in this activation).
+    Inactive {
+        /// The offset for the callback to store before it answers.
+        reply: oneshot::Sender<Option<u64>>,
+    },
+}
+
+/// The client's consumer-update callback type (its own alias is not exported).
+type UpdateListener = Arc<
+    dyn Fn(u8, MessageContext) -> futures::future::BoxFuture<'static, OffsetSpecification>
+        + Send
+        + Sync,
+>;
+
+/// Membership in a consumer group (`consumer.single_active`).
+#[derive(Clone)]
+pub struct Group {
+    /// The super stream the partition belongs to (`None`: a plain stream).
+    pub super_stream: Option<String>,
+    /// Where the consumer-update callback sends its news.
+    pub updates: mpsc::UnboundedSender<GroupUpdate>,
+}
+
+impl Group {
+    /// The client's consumer-update callback: tells the actor, and on deactivation stores the
+    /// last processed offset on the subscription's own connection before the broker hears back.
+    fn listener(&self) -> UpdateListener {
+        let updates = self.updates.clone();
+        Arc::new(move |active: u8, context: MessageContext| {
+            let updates = updates.clone();
+            async move {
+                let (name, stream, client) = (context.name(), context.stream(), context.client());
+                if active != 0 {
+                    let stored = match connection::stored_offset(&client, &name, &stream).await {
+                        Ok(stored) => Some(stored),
+                        Err(err) => {
+                            tracing::warn!("partition {stream}: {err}");
+                            None
+                        }
+                    };
+                    let (reply, start) = oneshot::channel();
+                    if updates
+                        .unbounded_send(GroupUpdate::Active { stored, reply })
+                        .is_err()
+                    {
+                        return OffsetSpecification::Next;
+                    }
+                    // The actor opens its gate before the broker sends anything.
+                    start
+                        .await
+                        .map_or(OffsetSpecification::Next, |start| start.to_client())
+                } else {
+                    let (reply, last) = oneshot::channel();
+                    if updates
+                        .unbounded_send(GroupUpdate::Inactive { reply })
+                        .is_ok()
+                    {
+                        if let Ok(Some(last)) = last.await {
+                            store_before_handover(&client, &name, &stream, last).await;
+                        }
+                    }
+                    // Ignored by the broker for an inactive member.
+                    OffsetSpecification::Next
+                }
+            }
+            .boxed()
+        })
+    }
+}
+
+/// Stores `offset` on the subscription's connection and reads it back, so the broker has it
+/// before this member answers the deactivation and the next member queries it.
+async fn store_before_handover(
+    client: &rabbitmq_stream_client::Client,
+    name: &str,
+    stream: &str,
+    offset: u64,
+) {
+    if let Err(err) = client.store_offset(name, stream, offset).await {
+        tracing::warn!("partition {stream}: storing {offset} before the handover: {err}");
+        return;
+    }
+    match connection::stored_offset(client, name, stream).await {
+        Ok(Some(stored)) if stored >= offset => {
+            tracing::info!("partition {stream}: stored {offset} for the next active member")
+        }
+        Ok(stored) => tracing::warn!(
+            "partition {stream}: stored {offset} before the handover, but the broker holds {}",
+            show_offset(stored)
+        ),
+        Err(err) => tracing::warn!("partition {stream}: reading back the handover store: {err}"),
+    }
+}
+
 /// What the actor needs to subscribe, and to subscribe again.
 #[derive(Clone)]
 pub struct Subscription {
@@ -64,21 +192,54 @@ pub struct Subscription {
     pub reconnect_timeout: Duration,
     /// The tracker's count trigger (0: off), for the crash bound.
     pub store_every_messages: u64,
+    /// Membership in a consumer group, if `consumer.single_active`.
+    pub group: Option<Group>,
 }
 
 impl Subscription {
-    /// Attaches a named consumer at `position`.
+    /// Attaches a named consumer at `position` (in a group, where the broker's consumer update
+    /// says instead).
     pub async fn subscribe(&self, position: OffsetSpec) -> Result<Consumer> {
-        let build = self
+        let mut builder = self
             .environment
             .consumer()
             .name(&self.name)
             .offset(position.to_client())
-            .client_provided_name(&format!("consumer {}", self.name))
-            .build(&self.stream);
+            .client_provided_name(&format!("consumer {}", self.name));
+        if let Some(group) = &self.group {
+            let mut properties = HashMap::new();
+            if let Some(super_stream) = &group.super_stream {
+                // Makes the broker spread the super stream's partitions over the group.
+                properties.insert("super-stream".to_owned(), super_stream.clone());
+            }
+            builder = builder
+                .enable_single_active_consumer(true)
+                .properties(properties)
+                .consumer_update_arc(Some(group.listener()));
+        }
+        let build = builder.build(&self.stream);
         connection::build_within_deadline(&self.broker, "cannot subscribe", &self.stream, build)
             .await?
             .map_err(|err| subscribe_error(&self.stream, err))
+    }
+
+    /// The same subscription on a fresh environment: after a lost connection, the node the old
+    /// one knew may be the one that is gone.
+    async fn renewed(&self) -> Result<Subscription> {
+        let environment =
+            connection::environment(&self.broker, &format!("consumer {}", self.name)).await?;
+        Ok(Subscription {
+            environment,
+            ..self.clone()
+        })
+    }
+
+    /// "partition s-0: " on a super stream, nothing on a plain stream.
+    fn label(&self) -> String {
+        match self.group.as_ref().and_then(|g| g.super_stream.as_ref()) {
+            Some(_) => format!("partition {}: ", self.stream),
+            None => String::new(),
+        }
     }
 }
 
@@ -159,6 +320,17 @@ pub struct ConsumerActor<H: Handler> {
     probing_end: bool,
     metrics: ConsumerMetrics,
     done: Option<oneshot::Sender<Result<Outcome>>>,
+    /// Whether deliveries are processed: always outside a group; in one, while active.
+    active: bool,
+    /// Deliveries below this offset are leftovers of an earlier activation: never processed.
+    min_offset: Option<u64>,
+    /// The last offset processed in the current activation.
+    activation_last: Option<u64>,
+    group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
+    /// Shared with the process's progress display when several partitions are consumed.
+    shared_count: Option<Arc<AtomicU64>>,
+    /// The last stream check found the stream without a leader.
+    unavailable: bool,
 }
 
 impl<H: Handler> ConsumerActor<H> {
@@ -191,7 +363,28 @@ impl<H: Handler> ConsumerActor<H> {
             probing_end: false,
             metrics: ConsumerMetrics::new(),
             done: Some(done),
+            active: true,
+            min_offset: None,
+            activation_last: None,
+            group_updates: None,
+            shared_count: None,
+            unavailable: false,
         }
+    }
+
+    /// In a consumer group: start inactive and follow the broker's `updates` (the receiving end
+    /// of the subscription's [`Group::updates`]).
+    pub fn in_group(mut self, updates: mpsc::UnboundedReceiver<GroupUpdate>) -> Self {
+        self.active = false;
+        self.group_updates = Some(updates);
+        self
+    }
+
+    /// Counts processed messages into `count` for a display shared with other partitions,
+    /// instead of showing progress of its own.
+    pub fn counting_into(mut self, count: Arc<AtomicU64>) -> Self {
+        self.shared_count = Some(count);
+        self
     }
 
     /// Feeds `consumer`'s deliveries into this actor, tagged so that a stale subscription's
@@ -225,7 +418,17 @@ impl<H: Handler> ConsumerActor<H> {
     }
 
     /// Handles one batch, unless the crash bound says to wait for the tracker first.
-    fn take_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+    fn take_batch(&mut self, mut batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+        if !self.active {
+            // Not the group's active member (any more): another member processes these.
+            return;
+        }
+        if let Some(min) = self.min_offset {
+            batch.retain(|item| item.as_ref().map_or(true, |d| d.offset() >= min));
+            if batch.is_empty() {
+                return;
+            }
+        }
         let every = self.subscription.store_every_messages;
         let limit = every + MAX_BATCH as u64;
         let size = batch.len() as u64;
@@ -291,12 +494,22 @@ impl<H: Handler> ConsumerActor<H> {
             let last = last.offset();
             let count = processed.len() as u64;
             self.outcome.last_offset = Some(last);
+            self.activation_last = Some(last);
             self.outcome.messages += count;
+            if let Some(shared) = &self.shared_count {
+                shared.fetch_add(count, Ordering::Relaxed);
+            }
             self.last_delivery_at = now;
             if let Some(started) = self.first_received_at {
                 self.outcome.elapsed = started.elapsed();
             }
-            tracing::debug!(target: "consumer::processed", last, count, "processed");
+            tracing::debug!(
+                target: "consumer::processed",
+                stream = %self.subscription.stream,
+                last,
+                count,
+                "processed"
+            );
             self.metrics.processed.increment(count);
             self.metrics.last_processed.set(last as f64);
             self.metrics.unstored.set(self.ahead_of_store() as f64);
@@ -342,6 +555,10 @@ impl<H: Handler> ConsumerActor<H> {
             return;
         }
         self.phase = Phase::Reconnecting;
+        if self.group_updates.is_some() {
+            // The new subscription is active only once the broker says so again.
+            self.active = false;
+        }
         self.outcome.reconnects += 1;
         self.metrics.resubscribes.increment(1);
         if let Some(old) = self.handle.take() {
@@ -351,19 +568,25 @@ impl<H: Handler> ConsumerActor<H> {
             });
         }
         let position = self.resume_position();
-        tracing::warn!("subscription lost ({reason}); subscribing again at {position}");
+        let label = self.subscription.label();
+        tracing::warn!("{label}subscription lost ({reason}); subscribing again at {position}");
         let subscription = self.subscription.clone();
         let shutdown = self.shutdown.clone();
         let retry = async move {
             let deadline = Instant::now() + subscription.reconnect_timeout;
             let mut pause = BACKOFF.0;
             loop {
+                let renewed_then_subscribed = async {
+                    let renewed = subscription.renewed().await?;
+                    let consumer = renewed.subscribe(position).await?;
+                    Ok((renewed, consumer))
+                };
                 let attempt = tokio::select! {
-                    attempt = subscription.subscribe(position) => attempt,
+                    attempt = renewed_then_subscribed => attempt,
                     _ = shutdown.cancelled() => return Ok(None),
                 };
                 let err = match attempt {
-                    Ok(consumer) => return Ok(Some(consumer)),
+                    Ok(renewed) => return Ok(Some(renewed)),
                     Err(err @ Error::StreamNotFound { .. }) => return Err(err),
                     Err(err) => err,
                 };
@@ -377,7 +600,7 @@ impl<H: Handler> ConsumerActor<H> {
                     });
                 }
                 tracing::info!(
-                    "{err}; trying again in {}",
+                    "{label}{err}; trying again in {}",
                     humantime::format_duration(pause)
                 );
                 tokio::select! {
@@ -391,8 +614,9 @@ impl<H: Handler> ConsumerActor<H> {
             retry
                 .into_actor(self)
                 .map(move |result, actor, ctx| match result {
-                    Ok(Some(consumer)) => {
-                        tracing::info!("subscribed again at {position}");
+                    Ok(Some((renewed, consumer))) => {
+                        tracing::info!("{}subscribed again at {position}", renewed.label());
+                        actor.subscription = renewed;
                         actor.attach(consumer, ctx);
                     }
                     Ok(None) => {
@@ -450,7 +674,7 @@ impl<H: Handler> ConsumerActor<H> {
         }));
     }
 
-    /// Idle for a while: is the stream still there?
+    /// Idle for a while: is the stream still there, and available?
     fn check_stream(&mut self, ctx: &mut Context<Self>) {
         if self.phase != Phase::Consuming || self.last_delivery_at.elapsed() < IDLE_CHECK {
             return;
@@ -459,26 +683,38 @@ impl<H: Handler> ConsumerActor<H> {
         let subscription = self.subscription.clone();
         let check = async move {
             let client = connection::client(&subscription.broker, "stream check").await?;
-            let exists = connection::stream_exists(&client, &subscription.stream).await;
+            let state = connection::stream_state(&client, &subscription.stream).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
-            exists
+            state
         };
-        ctx.spawn(
-            check
-                .into_actor(self)
-                .map(|exists, actor, ctx| match exists {
-                    Ok(false) => {
-                        let err = Error::ConsumeStopped {
-                            stream: actor.subscription.stream.clone(),
-                            reason: "the stream was deleted".into(),
-                        };
-                        actor.finish(Some(err), ctx);
+        ctx.spawn(check.into_actor(self).map(|state, actor, ctx| {
+            let stream = &actor.subscription.stream;
+            match state {
+                Ok(StreamState::Missing) => {
+                    let err = Error::ConsumeStopped {
+                        stream: stream.clone(),
+                        reason: "the stream was deleted".into(),
+                    };
+                    actor.finish(Some(err), ctx);
+                }
+                Ok(StreamState::Unavailable) => {
+                    if !actor.unavailable {
+                        tracing::warn!(
+                            "stream {stream} is unavailable: its leader's node is down, or most of \
+                             its nodes are (lost quorum); waiting for it to come back"
+                        );
                     }
-                    Ok(true) => {}
-                    // A broker we cannot reach now: the subscription's own failure will tell.
-                    Err(err) => tracing::debug!("stream check: {err}"),
-                }),
-        );
+                    actor.unavailable = true;
+                }
+                Ok(StreamState::Available) => {
+                    if std::mem::take(&mut actor.unavailable) {
+                        tracing::info!("stream {stream} is available again");
+                    }
+                }
+                // A broker we cannot reach now: the subscription's own failure will tell.
+                Err(err) => tracing::debug!("stream check: {err}"),
+            }
+        }));
     }
 
     /// Stops consuming: flushes the tracker (which confirms the store), closes the subscription,
@@ -544,6 +780,11 @@ impl<H: Handler> Actor for ConsumerActor<H> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(updates) = self.group_updates.take() {
+            ctx.add_stream(updates);
+            // Kept as a marker of group membership (the receiver itself now feeds the actor).
+            self.group_updates = Some(mpsc::unbounded().1);
+        }
         if let Some(consumer) = self.initial.take() {
             self.attach(consumer, ctx);
         }
@@ -558,7 +799,7 @@ impl<H: Handler> Actor for ConsumerActor<H> {
         );
         ctx.run_interval(IDLE_CHECK, |actor, ctx| actor.check_stream(ctx));
         ctx.run_interval(progress::TICK, |actor, _| {
-            if actor.phase == Phase::Finishing {
+            if actor.phase == Phase::Finishing || actor.shared_count.is_some() {
                 return;
             }
             let stored = actor.tracker.stored.borrow().offset;
@@ -573,6 +814,79 @@ impl<H: Handler> Actor for ConsumerActor<H> {
             actor.progress.tick(actor.outcome.messages, &details);
         });
         ctx.run_interval(LAG_PROBE_EVERY, |actor, ctx| actor.probe_stream_end(ctx));
+    }
+}
+
+impl<H: Handler> ConsumerActor<H> {
+    /// The broker made this member active: resume right after the group's stored offset.
+    fn become_active(&mut self, stored: Option<Option<u64>>) -> OffsetSpec {
+        let label = self.subscription.label();
+        let stored = match stored {
+            Some(stored) => stored,
+            // The query failed: what this process knows was stored is the best lower bound.
+            None => self.tracker.stored.borrow().offset,
+        };
+        let start = start_position(stored, self.subscription.start);
+        self.active = true;
+        self.activation_last = None;
+        self.min_offset = match start {
+            OffsetSpec::Offset(offset) => Some(offset),
+            _ => None,
+        };
+        self.last_delivery_at = Instant::now();
+        tracing::info!(
+            "{label}active in group '{}': resuming at {start} (stored {})",
+            self.subscription.name,
+            show_offset(stored)
+        );
+        start
+    }
+
+    /// The broker made another member active: stop, and flush what this one processed.
+    fn become_inactive(&mut self, reply: oneshot::Sender<Option<u64>>, ctx: &mut Context<Self>) {
+        let label = self.subscription.label();
+        self.active = false;
+        let last = self.activation_last.take();
+        tracing::info!(
+            "{label}inactive in group '{}': last processed {}",
+            self.subscription.name,
+            show_offset(last)
+        );
+        let pending = self.unreported.take();
+        let tracker = self.tracker.clone();
+        let flush = async move {
+            if let Some(report) = pending {
+                let _ = tracker.processed.send(report).await;
+            }
+            if last.is_some() {
+                match tracker.flush.send(Flush).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::warn!("{label}flush before the handover: {err}"),
+                    Err(_) => {
+                        tracing::warn!("{label}flush before the handover: the tracker stopped")
+                    }
+                }
+            }
+        };
+        ctx.wait(flush.into_actor(self).map(move |(), _, _| {
+            let _ = reply.send(last);
+        }));
+    }
+}
+
+impl<H: Handler> StreamHandler<GroupUpdate> for ConsumerActor<H> {
+    fn handle(&mut self, update: GroupUpdate, ctx: &mut Self::Context) {
+        match update {
+            GroupUpdate::Active { stored, reply } => {
+                let start = self.become_active(stored);
+                let _ = reply.send(start);
+            }
+            GroupUpdate::Inactive { reply } => self.become_inactive(reply, ctx),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The senders live in subscriptions; the actor outlives them.
     }
 }
 

@@ -48,24 +48,56 @@ pub trait Handler: Unpin + 'static {
 /// message whose body starts with `marker` arrives, stops and prints
 /// `Done consuming first_offset: X last_offset: Y`. A message with no body or a body that is not
 /// UTF-8 is processed like any other.
+///
+/// On a super stream each partition has its own, and its lines name the partition. In a consumer
+/// group (`consumer.single_active`) it is a service: it prints `Marker received … offset: N` for
+/// each marker and goes on.
 #[derive(Debug, Default)]
 pub struct TutorialHandler {
+    partition: Option<String>,
+    service: bool,
     first_offset: Option<u64>,
     last_offset: Option<u64>,
+}
+
+impl TutorialHandler {
+    /// The handler of `partition` (`None`: a plain stream); `service`: never stop at a marker.
+    pub fn new(partition: Option<String>, service: bool) -> Self {
+        Self {
+            partition,
+            service,
+            ..Self::default()
+        }
+    }
+
+    /// " partition s-0" or nothing, for the tutorial's lines.
+    fn on(&self) -> String {
+        self.partition
+            .as_deref()
+            .map_or_else(String::new, |p| format!(" partition {p}"))
+    }
 }
 
 impl Handler for TutorialHandler {
     fn handle(&mut self, deliveries: &[Delivery]) -> Result<Handled> {
         if self.first_offset.is_none() {
-            println!("First message received");
+            println!("First message received{}", self.on());
             self.first_offset = deliveries.first().map(Delivery::offset);
         }
-        let marker = deliveries.iter().position(|delivery| {
+        let is_marker = |delivery: &Delivery| {
             delivery
                 .message()
                 .data()
                 .is_some_and(|body| body.starts_with(b"marker"))
-        });
+        };
+        if self.service {
+            for marker in deliveries.iter().filter(|d| is_marker(d)) {
+                println!("Marker received{} offset: {}", self.on(), marker.offset());
+            }
+            self.last_offset = deliveries.last().map(Delivery::offset);
+            return Ok(Handled::all(deliveries.len()));
+        }
+        let marker = deliveries.iter().position(is_marker);
         let processed = marker.map_or(deliveries.len(), |at| at + 1);
         self.last_offset = deliveries[..processed].last().map(Delivery::offset);
         Ok(Handled {
@@ -76,7 +108,8 @@ impl Handler for TutorialHandler {
 
     fn stopped(&mut self) {
         println!(
-            "Done consuming first_offset: {} last_offset: {}",
+            "Done consuming{} first_offset: {} last_offset: {}",
+            self.on(),
             self.first_offset.unwrap_or_default(),
             self.last_offset.unwrap_or_default()
         );

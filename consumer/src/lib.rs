@@ -1,33 +1,34 @@
-//! The consumer as a library: [`run`] consumes a stream with a [`Handler`] of yours, the tracker
-//! storing what the handler reports processed. The `consumer` binary is [`run`] with the
-//! tutorial's [`TutorialHandler`]; `examples/custom_handler.rs` shows a handler of one's own.
+//! The consumer as a library: [`run`] consumes a stream — or every partition of a super stream —
+//! with [`Handler`]s of yours, a tracker per partition storing what the handler reports
+//! processed. The `consumer` binary is [`run`] with the tutorial's [`TutorialHandler`];
+//! `examples/custom_handler.rs` shows a handler of one's own.
 
 pub mod consumer_actor;
 pub mod handler;
 pub mod sqlite_sink;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use actix::{Actor, Recipient};
+use futures::channel::mpsc;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rabbitmq_stream_client::{Consumer, Environment};
 use shared::config::{OffsetStoreKind, Settings, SinkKind, TrackerSettings};
+use shared::connection;
 use shared::error::{Error, Result};
 use shared::messages::{GetStats, TrackerStats};
-use shared::{connection, OffsetSpec};
+use shared::progress::{self, Reporter};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracker::sqlite::{Database, SqliteThenBroker};
 use tracker::{BrokerStore, Close, OffsetStore, Tracker};
 
-pub use consumer_actor::{ConsumerActor, Outcome, Subscription, TrackerLink};
+pub use consumer_actor::{
+    start_position, ConsumerActor, Group, GroupUpdate, Outcome, Subscription, TrackerLink,
+};
 pub use handler::{Handled, Handler, TutorialHandler};
 pub use sqlite_sink::SqliteSink;
-
-/// Where to attach: right after the stored offset if there is one (it takes precedence over the
-/// configured specification), else the configured specification.
-fn start_position(stored: Option<u64>, configured: OffsetSpec) -> OffsetSpec {
-    match stored {
-        Some(offset) => OffsetSpec::Offset(offset.saturating_add(1)),
-        None => configured,
-    }
-}
 
 /// A started tracker, as its users see it.
 struct TrackerHandles {
@@ -55,39 +56,158 @@ fn start_tracker<S: OffsetStore>(
     }
 }
 
-/// What a run did: the consumer's [`Outcome`] and the tracker's [`TrackerStats`].
+/// What a run did on one stream (a plain stream, or one partition of a super stream).
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct PartitionReport {
+    /// The stream or partition.
+    pub stream: String,
     /// What the consumer processed and where it stopped.
     pub outcome: Outcome,
     /// What the tracker stored.
     pub tracker: TrackerStats,
 }
 
-/// Consumes `settings.stream` as the named consumer `settings.consumer.name`, handing deliveries
-/// to `handler`, until the handler stops or `shutdown` is cancelled; the tracker stores progress
-/// as `settings.tracker` says and flushes at the end.
+/// What a run did: one [`PartitionReport`] per stream consumed, in partition order.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One per partition (one in all for a plain stream).
+    pub partitions: Vec<PartitionReport>,
+}
+
+impl Report {
+    /// The plain stream's (or the first partition's) outcome.
+    pub fn outcome(&self) -> Outcome {
+        self.partitions
+            .first()
+            .map(|p| p.outcome.clone())
+            .unwrap_or_default()
+    }
+
+    /// Messages processed over every partition.
+    pub fn messages(&self) -> u64 {
+        self.partitions.iter().map(|p| p.outcome.messages).sum()
+    }
+}
+
+/// Consumes `settings.stream` (every partition of it, with `stream.partitions`) as the named
+/// consumer `settings.consumer.name`, handing each partition's deliveries to the handler
+/// `handler_for(partition)` made for it (`None` for a plain stream; an error fails the run),
+/// until every handler stopped
+/// or `shutdown` is cancelled; a tracker per partition stores progress as `settings.tracker` says
+/// and flushes at the end. One partition failing stops the others (each flushes) and fails the run.
 ///
-/// Resume rule: an offset stored for the name resumes right after it (unless `replay`, which
-/// ignores it once); with none stored, `settings.consumer.offset` applies. Prints
-/// `Started consuming` once subscribed (the tutorial's line).
+/// Resume rule, per partition: an offset stored for the name resumes right after it (unless
+/// `replay`, which ignores it once); with none stored, `settings.consumer.offset` applies. In a
+/// consumer group (`consumer.single_active`) the broker says which member consumes a partition,
+/// and a member that becomes active resumes the same way. Prints `Started consuming` once
+/// subscribed (the tutorial's line).
 ///
 /// Call it inside an actix system on a tokio runtime, e.g. from [`shared::runtime::run`].
-pub async fn run<H: Handler>(
+pub async fn run<H, F>(
     settings: &Settings,
-    handler: H,
+    mut handler_for: F,
     replay: bool,
     shutdown: CancellationToken,
-) -> Result<Report> {
+) -> Result<Report>
+where
+    H: Handler,
+    F: FnMut(Option<&str>) -> Result<H>,
+{
     let name = settings.consumer.name.as_str();
-    let stream = settings.stream.name.as_str();
     if let Some(listen) = settings.metrics.listen {
         shared::metrics::serve(listen)?;
     }
     let environment =
         connection::environment(&settings.broker, &format!("consumer {name}")).await?;
-    connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
+    let streams =
+        connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
+    let partitioned = settings.stream.partitions > 0;
+    if settings.consumer.single_active {
+        tracing::info!(
+            "joining consumer group '{name}' on {} (single active consumer): consuming what the \
+             broker assigns here until SIGINT/SIGTERM",
+            settings.stream.name
+        );
+    }
 
+    let mut prepared = Vec::with_capacity(streams.len());
+    for stream in &streams {
+        prepared.push(prepare(settings, &environment, stream, partitioned, replay).await?);
+    }
+    println!("Started consuming");
+
+    // One partition failing stops the others, each flushing what it processed.
+    let stop = shutdown.child_token();
+    let counts: Vec<Arc<AtomicU64>> = prepared.iter().map(|_| Arc::default()).collect();
+    let display = (prepared.len() > 1).then(|| {
+        let counts = counts.clone();
+        let stop = stop.clone();
+        tokio::spawn(show_progress(counts, stop))
+    });
+    let mut handlers = Vec::with_capacity(prepared.len());
+    for partition in &prepared {
+        handlers.push(handler_for(
+            partitioned.then_some(partition.subscription.stream.as_str()),
+        )?);
+    }
+    let mut running: FuturesUnordered<_> = prepared
+        .into_iter()
+        .zip(handlers)
+        .zip(&counts)
+        .enumerate()
+        .map(|(number, ((partition, handler), count))| {
+            let count = (streams.len() > 1).then(|| count.clone());
+            let stop = stop.clone();
+            async move { (number, partition.run(handler, count, stop).await) }
+        })
+        .collect();
+    let mut reports = Vec::with_capacity(streams.len());
+    let mut failure = None;
+    while let Some((number, result)) = running.next().await {
+        match result {
+            Ok(report) => reports.push((number, report)),
+            Err(err) => {
+                stop.cancel();
+                failure.get_or_insert(err);
+            }
+        }
+    }
+    stop.cancel();
+    if let Some(display) = display {
+        let _ = display.await;
+    }
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    reports.sort_by_key(|(number, _)| *number);
+    Ok(Report {
+        partitions: reports.into_iter().map(|(_, report)| report).collect(),
+    })
+}
+
+/// One partition, subscribed and ready to run.
+struct Prepared {
+    subscription: Subscription,
+    initial: Consumer,
+    tracker: TrackerHandles,
+    group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
+}
+
+/// Reads the partition's stored offset, subscribes where the resume rule says, and starts its
+/// tracker.
+async fn prepare(
+    settings: &Settings,
+    environment: &Environment,
+    stream: &str,
+    partitioned: bool,
+    replay: bool,
+) -> Result<Prepared> {
+    let name = settings.consumer.name.as_str();
+    let label = if partitioned {
+        format!("partition {stream}: ")
+    } else {
+        String::new()
+    };
     // The tracker's own connection: stores never travel on the delivery connection.
     let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
     let broker_stored = connection::stored_offset(&store_client, name, stream).await?;
@@ -105,27 +225,54 @@ pub async fn run<H: Handler>(
     if replay {
         tracing::info!(
             consumer = name,
-            "--replay: ignoring the stored offset {stored:?} this once"
+            "{label}--replay: ignoring the stored offset {stored:?} this once"
         );
         stored = None;
     }
     let position = start_position(stored, settings.consumer.offset);
-    match stored {
-        Some(offset) => tracing::info!(consumer = name, "resuming after stored offset {offset}"),
-        None => tracing::info!(consumer = name, "no stored offset; attaching at {position}"),
+    if !settings.consumer.single_active {
+        match stored {
+            Some(offset) => {
+                tracing::info!(
+                    consumer = name,
+                    "{label}resuming after stored offset {offset}"
+                )
+            }
+            None => {
+                tracing::info!(
+                    consumer = name,
+                    "{label}no stored offset; attaching at {position}"
+                )
+            }
+        }
     }
 
+    let (group, group_updates) = if settings.consumer.single_active {
+        let (updates, receiver) = mpsc::unbounded();
+        let group = Group {
+            super_stream: partitioned.then(|| settings.stream.name.clone()),
+            updates,
+        };
+        (Some(group), Some(receiver))
+    } else {
+        (None, None)
+    };
     let subscription = Subscription {
-        environment,
+        environment: environment.clone(),
         broker: settings.broker.clone(),
         name: name.to_owned(),
         stream: stream.to_owned(),
-        start: position,
+        // In a group, where a member starts when it becomes active and nothing is stored.
+        start: if settings.consumer.single_active {
+            settings.consumer.offset
+        } else {
+            position
+        },
         reconnect_timeout: settings.consumer.reconnect_timeout,
         store_every_messages: settings.tracker.store_every_messages,
+        group,
     };
     let initial = subscription.subscribe(position).await?;
-    println!("Started consuming");
 
     let broker_store = BrokerStore::new(store_client, settings.broker.clone(), name, stream);
     let forward_of = |stored_there: Option<u64>| if replay { None } else { stored_there };
@@ -142,33 +289,75 @@ pub async fn run<H: Handler>(
         ),
         None => start_tracker(broker_store, &settings.tracker, stored),
     };
-    let (done_tx, done_rx) = oneshot::channel();
-    ConsumerActor::new(
-        handler,
+    Ok(Prepared {
         subscription,
         initial,
-        tracker.link,
-        shutdown,
-        done_tx,
-    )
-    .start();
-    let outcome = done_rx
-        .await
-        .unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
-    let stats = tracker.stats.send(GetStats).await.unwrap_or_default();
-    let _ = tracker.close.send(Close).await;
-    Ok(Report {
-        outcome: outcome?,
-        tracker: stats,
+        tracker,
+        group_updates,
     })
+}
+
+impl Prepared {
+    /// Runs the partition's consumer actor until it stops, then closes its tracker.
+    async fn run<H: Handler>(
+        self,
+        handler: H,
+        count: Option<Arc<AtomicU64>>,
+        shutdown: CancellationToken,
+    ) -> Result<PartitionReport> {
+        let stream = self.subscription.stream.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        let mut actor = ConsumerActor::new(
+            handler,
+            self.subscription,
+            self.initial,
+            self.tracker.link,
+            shutdown,
+            done_tx,
+        );
+        if let Some(updates) = self.group_updates {
+            actor = actor.in_group(updates);
+        }
+        if let Some(count) = count {
+            actor = actor.counting_into(count);
+        }
+        actor.start();
+        let outcome = done_rx
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));
+        let stats = self.tracker.stats.send(GetStats).await.unwrap_or_default();
+        let _ = self.tracker.close.send(Close).await;
+        Ok(PartitionReport {
+            stream,
+            outcome: outcome?,
+            tracker: stats,
+        })
+    }
+}
+
+/// One progress display for every partition.
+async fn show_progress(counts: Vec<Arc<AtomicU64>>, stop: CancellationToken) {
+    let mut reporter = Reporter::new("processed", None);
+    let mut ticks = tokio::time::interval(progress::TICK);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let total: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+                reporter.tick(total, &format!("over {} partitions", counts.len()));
+            }
+            _ = stop.cancelled() => break,
+        }
+    }
+    reporter.finish();
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use shared::OffsetSpec;
 
     #[test]
     fn a_stored_offset_wins_and_resumes_right_after_it() {
+        use crate::consumer_actor::start_position;
         assert_eq!(
             start_position(Some(0), OffsetSpec::First),
             OffsetSpec::Offset(1)

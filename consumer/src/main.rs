@@ -126,23 +126,35 @@ fn main() -> ExitCode {
 /// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`] (or the SQLite sink),
 /// stopped by SIGINT/SIGTERM, ending with the summary line.
 async fn consume(settings: Settings, replay: bool) -> Result<()> {
+    let service = settings.consumer.single_active;
     match settings.consumer.sink {
-        SinkKind::None => consume_with(settings, TutorialHandler::default(), replay).await,
+        SinkKind::None => {
+            let handlers = |partition: Option<&str>| {
+                Ok(TutorialHandler::new(partition.map(str::to_owned), service))
+            };
+            consume_with(settings, handlers, replay).await
+        }
         SinkKind::Sqlite => {
-            let database = Database::open(
-                &settings.tracker.sqlite_path,
-                &settings.stream.name,
-                &settings.consumer.name,
-            )?;
-            consume_with(settings, SqliteSink::new(database), replay).await
+            let (path, stream, name) = (
+                settings.tracker.sqlite_path.clone(),
+                settings.stream.name.clone(),
+                settings.consumer.name.clone(),
+            );
+            let handlers =
+                move |_: Option<&str>| Ok(SqliteSink::new(Database::open(&path, &stream, &name)?));
+            consume_with(settings, handlers, replay).await
         }
     }
 }
 
-async fn consume_with<H: Handler>(settings: Settings, handler: H, replay: bool) -> Result<()> {
+async fn consume_with<H, F>(settings: Settings, handlers: F, replay: bool) -> Result<()>
+where
+    H: Handler,
+    F: FnMut(Option<&str>) -> Result<H>,
+{
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
-    let run = consumer::run(&settings, handler, replay, shutdown);
+    let run = consumer::run(&settings, handlers, replay, shutdown);
     tokio::pin!(run);
     let report = tokio::select! {
         report = &mut run => report,
@@ -152,19 +164,38 @@ async fn consume_with<H: Handler>(settings: Settings, handler: H, replay: bool) 
             run.await
         }
     }?;
-    let outcome = &report.outcome;
-    let seconds = outcome.elapsed.as_secs_f64();
-    tracing::info!(
-        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} marker={}",
-        outcome.messages,
-        outcome.messages as f64 / seconds.max(1e-9),
-        show(outcome.first_offset),
-        show(outcome.last_offset),
-        show(outcome.stored_offset),
-        report.tracker.stores,
-        report.tracker.store_errors,
-        outcome.reconnects,
-        outcome.reached_marker,
-    );
+    for partition in &report.partitions {
+        let outcome = &partition.outcome;
+        let seconds = outcome.elapsed.as_secs_f64();
+        let on = if report.partitions.len() > 1 {
+            format!("partition={} ", partition.stream)
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} marker={}",
+            outcome.messages,
+            outcome.messages as f64 / seconds.max(1e-9),
+            show(outcome.first_offset),
+            show(outcome.last_offset),
+            show(outcome.stored_offset),
+            partition.tracker.stores,
+            partition.tracker.store_errors,
+            outcome.reconnects,
+            outcome.reached_marker,
+        );
+    }
+    if report.partitions.len() > 1 {
+        tracing::info!(
+            "summary: total messages={} partitions={} markers={}",
+            report.messages(),
+            report.partitions.len(),
+            report
+                .partitions
+                .iter()
+                .filter(|p| p.outcome.reached_marker)
+                .count()
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `consumer offsets show|set`: what `kafka-consumer-groups --describe / --reset-offsets` is for
 //! Kafka users — read a consumer's stored offset with the stream's bounds, or store a new one.
+//! On a super stream (`stream.partitions`), each partition's.
 
 use std::time::Duration;
 
@@ -47,39 +48,56 @@ struct Bounds {
 struct Admin {
     environment: Environment,
     client: Client,
-    stream: String,
+    /// The plain stream, or the super stream's partitions.
+    streams: Vec<String>,
     consumer: String,
+    partitioned: bool,
 }
 
 impl Admin {
     async fn connect(settings: &Settings) -> Result<Self> {
-        let stream = settings.stream.name.clone();
+        let name = settings.stream.name.clone();
         let client = connection::client(&settings.broker, "consumer offsets").await?;
-        if !connection::stream_exists(&client, &stream).await? {
-            return Err(Error::Usage(format!("stream '{stream}' does not exist")));
-        }
+        let partitioned = settings.stream.partitions > 0;
+        let streams = if partitioned {
+            connection::partitions(&client, &name)
+                .await?
+                .ok_or_else(|| Error::Usage(format!("super stream '{name}' does not exist")))?
+        } else {
+            if !connection::stream_exists(&client, &name).await? {
+                return Err(Error::Usage(format!("stream '{name}' does not exist")));
+            }
+            vec![name]
+        };
         Ok(Self {
             environment: connection::environment(&settings.broker, "consumer offsets").await?,
             client,
-            stream,
+            streams,
             consumer: settings.consumer.name.clone(),
+            partitioned,
         })
     }
 
-    async fn delivered_from(&self, position: OffsetSpec, to_end: bool) -> Result<Option<u64>> {
-        connection::delivered_offset(&self.environment, &self.stream, position, to_end, READ_WAIT)
-            .await
+    async fn delivered_from(
+        &self,
+        stream: &str,
+        position: OffsetSpec,
+        to_end: bool,
+    ) -> Result<Option<u64>> {
+        connection::delivered_offset(&self.environment, stream, position, to_end, READ_WAIT).await
     }
 
-    async fn bounds(&self) -> Result<Bounds> {
+    async fn bounds(&self, stream: &str) -> Result<Bounds> {
         Ok(Bounds {
-            first: self.delivered_from(OffsetSpec::First, false).await?,
-            last: self.delivered_from(OffsetSpec::Last, true).await?,
+            first: self
+                .delivered_from(stream, OffsetSpec::First, false)
+                .await?,
+            last: self.delivered_from(stream, OffsetSpec::Last, true).await?,
         })
     }
 
-    async fn stored(&self) -> Result<Option<u64>> {
-        connection::stored_offset(&self.client, &self.consumer, &self.stream).await
+    async fn stored(&self, stream: &str) -> Result<Option<u64>> {
+        connection::stored_offset(&self.client, &self.consumer, stream).await
     }
 
     async fn close(self) {
@@ -90,60 +108,91 @@ impl Admin {
 /// `consumer offsets show`.
 pub async fn show(settings: Settings) -> Result<()> {
     let admin = Admin::connect(&settings).await?;
-    let stored = admin.stored().await?;
-    let bounds = admin.bounds().await?;
-    println!("stream:         {}", admin.stream);
-    println!("consumer:       {}", admin.consumer);
-    match stored {
-        Some(offset) => println!(
-            "stored offset:  {offset} (the next run starts at {})",
-            offset + 1
-        ),
-        None => println!(
-            "stored offset:  none (the next run starts at the configured position: {})",
-            settings.consumer.offset
-        ),
+    if admin.partitioned {
+        println!(
+            "super stream:   {} ({} partitions)",
+            settings.stream.name,
+            admin.streams.len()
+        );
     }
-    println!("first offset:   {}", show_offset(bounds.first));
-    println!("last offset:    {}", show_offset(bounds.last));
-    // Offsets also count the log's tracking entries: this is an upper bound on messages behind.
-    match (stored, bounds.last) {
-        (Some(stored), Some(last)) => println!(
-            "lag:            {} offsets behind the last message",
-            last.saturating_sub(stored)
-        ),
-        (None, Some(_)) => println!("lag:            unknown (nothing stored)"),
-        (_, None) => println!("lag:            0 (the stream is empty)"),
+    println!("consumer:       {}", admin.consumer);
+    for stream in &admin.streams {
+        let stored = admin.stored(stream).await?;
+        let bounds = admin.bounds(stream).await?;
+        if admin.partitioned {
+            println!();
+            println!("partition:      {stream}");
+        } else {
+            println!("stream:         {stream}");
+        }
+        match stored {
+            Some(offset) => println!(
+                "stored offset:  {offset} (the next run starts at {})",
+                offset + 1
+            ),
+            None => println!(
+                "stored offset:  none (the next run starts at the configured position: {})",
+                settings.consumer.offset
+            ),
+        }
+        println!("first offset:   {}", show_offset(bounds.first));
+        println!("last offset:    {}", show_offset(bounds.last));
+        // Offsets also count the log's tracking entries: this is an upper bound on messages behind.
+        match (stored, bounds.last) {
+            (Some(stored), Some(last)) => println!(
+                "lag:            {} offsets behind the last message",
+                last.saturating_sub(stored)
+            ),
+            (None, Some(_)) => println!("lag:            unknown (nothing stored)"),
+            (_, None) => println!("lag:            0 (the stream is empty)"),
+        }
     }
     admin.close().await;
     Ok(())
 }
 
-/// `consumer offsets set --to TARGET`.
+/// `consumer offsets set --to TARGET`: on a super stream, `last` and a timestamp apply to each
+/// partition; an offset number means nothing across partitions and is refused.
 pub async fn set(settings: Settings, target: Target) -> Result<()> {
     let admin = Admin::connect(&settings).await?;
-    let bounds = admin.bounds().await?;
+    if admin.partitioned {
+        if let Target::Offset(n) = target {
+            return Err(Error::Usage(format!(
+                "--to {n}: offsets are per partition; on a super stream use --to last or \
+                 --to timestamp:<RFC 3339>"
+            )));
+        }
+    }
+    for stream in &admin.streams {
+        set_one(&admin, stream, target).await?;
+    }
+    admin.close().await;
+    Ok(())
+}
+
+async fn set_one(admin: &Admin, stream: &str, target: Target) -> Result<()> {
+    let bounds = admin.bounds(stream).await?;
     let Some(last) = bounds.last else {
         return Err(Error::Usage(format!(
-            "stream '{}' is empty: there is nothing to skip to",
-            admin.stream
+            "stream '{stream}' is empty: there is nothing to skip to"
         )));
     };
     let offset = match target {
         Target::Offset(n) if n > last => {
             return Err(Error::Usage(format!(
-                "offset {n} is past the end of stream '{}' (its last offset is {last})",
-                admin.stream
+                "offset {n} is past the end of stream '{stream}' (its last offset is {last})"
             )))
         }
         Target::Offset(n) => n,
         Target::Last => last,
         Target::Timestamp(ms) => {
             let first = admin
-                .delivered_from(OffsetSpec::Timestamp(ms), false)
+                .delivered_from(stream, OffsetSpec::Timestamp(ms), false)
                 .await?
                 .ok_or_else(|| {
-                    Error::Usage("no message at or after that time: nothing to store".into())
+                    Error::Usage(format!(
+                        "no message at or after that time in '{stream}': nothing to store"
+                    ))
                 })?;
             first.checked_sub(1).ok_or_else(|| {
                 Error::Usage(
@@ -156,16 +205,16 @@ pub async fn set(settings: Settings, target: Target) -> Result<()> {
     };
     admin
         .client
-        .store_offset(&admin.consumer, &admin.stream, offset)
+        .store_offset(&admin.consumer, stream, offset)
         .await
         .map_err(|err| Error::StoreOffset {
             consumer: admin.consumer.clone(),
-            stream: admin.stream.clone(),
+            stream: stream.to_owned(),
             offset,
             reason: describe_client_error(&err),
         })?;
     // The store has no reply: read it back on the same connection to be sure it was taken.
-    let stored = admin.stored().await?;
+    let stored = admin.stored(stream).await?;
     if stored != Some(offset) {
         return Err(Error::Internal(format!(
             "stored {offset}, but the broker holds {}",
@@ -173,12 +222,10 @@ pub async fn set(settings: Settings, target: Target) -> Result<()> {
         )));
     }
     println!(
-        "stored offset {offset} for consumer '{}' on stream '{}': the next run starts at {}",
+        "stored offset {offset} for consumer '{}' on stream '{stream}': the next run starts at {}",
         admin.consumer,
-        admin.stream,
         offset + 1
     );
-    admin.close().await;
     Ok(())
 }
 

@@ -57,12 +57,13 @@ fn main() -> ExitCode {
 
 async fn produce(settings: Settings) -> Result<()> {
     let environment = connection::environment(&settings.broker, "producer").await?;
-    connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
+    let streams =
+        connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
     let count = settings.producer.message_count;
     let publisher = Publisher::new(Target {
         environment,
         broker: settings.broker.clone(),
-        stream: settings.stream.name.clone(),
+        streams,
         settings: settings.producer.clone(),
     })
     .start();

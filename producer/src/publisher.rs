@@ -10,6 +10,10 @@
 //!   drops anything it already has, so no message is written twice and none is lost.
 //! - An unnamed producer cannot resend safely: a lost connection fails the wave with the count of
 //!   unconfirmed messages.
+//! - On a super stream, each message goes to the partition its routing key hashes to
+//!   ([`shared::routing`]), and each partition is published by a producer of its own (named
+//!   `{producer.name}-{partition number}`), so deduplication and resends work per partition. The
+//!   last message routed to each partition is that partition's marker.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,9 +24,9 @@ use rabbitmq_stream_client::error::{ProducerCreateError, ProducerPublishError};
 use rabbitmq_stream_client::types::Message as StreamMessage;
 use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
 use shared::config::{BrokerSettings, ProducerSettings};
-use shared::connection;
 use shared::error::{describe_client_error, describe_code, Error, Result};
 use shared::progress::{self, Reporter};
+use shared::{connection, routing};
 use tokio::sync::{oneshot, Notify};
 
 /// The in-flight window and the connection are checked once per this many messages.
@@ -50,26 +54,127 @@ pub struct WaveReport {
     pub reconnects: u64,
 }
 
-/// The body of message `index` of a wave of `count`.
-pub fn body(index: u64, count: u64) -> String {
-    if index + 1 == count {
+/// The body of message `index`; `last` for the last message of its stream (the marker).
+pub fn body(index: u64, last: bool) -> String {
+    if last {
         format!("marker{index}")
     } else {
         format!("hello{index}")
     }
 }
 
-/// How to reach the stream; enough to build the producer again.
+/// What one producer publishes: the whole wave on a plain stream, or the messages routed to one
+/// partition of a super stream.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// The stream (or partition) written to.
+    pub stream: String,
+    /// `(partition, partitions)` on a super stream.
+    partition: Option<(u32, u32)>,
+    /// `producer.routing_key`.
+    routing_key: String,
+    /// Messages in the whole wave.
+    wave: u64,
+    /// Messages in this lane.
+    len: u64,
+}
+
+impl Lane {
+    /// The lanes of a wave of `count` messages over `streams` (one: a plain stream; several: the
+    /// partitions of a super stream, in the broker's order).
+    pub fn plan(streams: &[String], count: u64, routing_key: &str) -> Result<Vec<Lane>> {
+        if let [stream] = streams {
+            return Ok(vec![Lane {
+                stream: stream.clone(),
+                partition: None,
+                routing_key: routing_key.to_owned(),
+                wave: count,
+                len: count,
+            }]);
+        }
+        let partitions = u32::try_from(streams.len())
+            .map_err(|_| Error::Internal("too many partitions".into()))?;
+        let mut lens = vec![0u64; streams.len()];
+        for index in 0..count {
+            let key = routing::routing_key(routing_key, index);
+            lens[routing::partition_of(&key, partitions) as usize] += 1;
+        }
+        if let Some(empty) = lens.iter().position(|&len| len == 0) {
+            return Err(Error::Config(format!(
+                "producer.message_count = {count} routes no message to partition {} of {partitions} \
+                 ({}), which would get no marker; publish more messages",
+                empty, streams[empty]
+            )));
+        }
+        Ok(streams
+            .iter()
+            .zip(lens)
+            .enumerate()
+            .map(|(p, (stream, len))| Lane {
+                stream: stream.clone(),
+                partition: Some((p as u32, partitions)),
+                routing_key: routing_key.to_owned(),
+                wave: count,
+                len,
+            })
+            .collect())
+    }
+
+    /// Messages in this lane (at least 1: the marker).
+    fn messages(&self) -> u64 {
+        self.len
+    }
+
+    /// The wave indices of this lane's messages from position `skip` on.
+    fn indices(&self, skip: u64) -> Box<dyn Iterator<Item = u64> + Send + '_> {
+        match self.partition {
+            None => Box::new(skip..self.wave),
+            Some((partition, partitions)) => Box::new(
+                routing::indices_of(&self.routing_key, self.wave, partition, partitions)
+                    .skip(skip as usize),
+            ),
+        }
+    }
+
+    /// The producer's name for this lane, if publishing is named.
+    fn producer_name(&self, name: Option<&str>) -> Option<String> {
+        let name = name?;
+        Some(match self.partition {
+            None => name.to_owned(),
+            Some((partition, _)) => format!("{name}-{partition}"),
+        })
+    }
+
+    /// "partition s-1: " on a super stream, nothing on a plain stream.
+    fn label(&self) -> String {
+        match self.partition {
+            None => String::new(),
+            Some(_) => format!("partition {}: ", self.stream),
+        }
+    }
+}
+
+/// How to reach the broker; enough to build a lane's producer again.
 #[derive(Clone)]
 pub struct Target {
-    /// Builds producers.
+    /// Builds producers (built again after a lost connection: its node may be the one lost).
     pub environment: Environment,
     /// For the publishing-sequence query.
     pub broker: BrokerSettings,
-    /// The stream.
-    pub stream: String,
+    /// The streams: one plain stream, or a super stream's partitions in order.
+    pub streams: Vec<String>,
     /// `[producer]` settings.
     pub settings: ProducerSettings,
+}
+
+/// One lane's producer: how to reach it, and under which name.
+#[derive(Clone)]
+struct LaneTarget {
+    environment: Environment,
+    broker: BrokerSettings,
+    settings: ProducerSettings,
+    lane: Lane,
+    name: Option<String>,
 }
 
 /// A producer with or without deduplication.
@@ -110,21 +215,22 @@ impl StreamProducer {
     }
 }
 
-impl Target {
+impl LaneTarget {
     /// Builds a producer; for a named one, also the first publishing id to use (the broker's last
     /// plus one; ids start at 1 so that "0" unambiguously means "nothing published yet").
     async fn connect(&self, lost: Arc<Confirmations>) -> Result<(StreamProducer, u64)> {
         let on_closed = Box::new(ConnectionLost(lost));
-        let name = format!("producer {}", self.settings.name.as_deref().unwrap_or(""));
+        let name = format!("producer {}", self.name.as_deref().unwrap_or(""));
+        let stream = &self.lane.stream;
         let build = async {
-            match &self.settings.name {
+            match &self.name {
                 None => self
                     .environment
                     .producer()
                     .client_provided_name(name.trim())
                     .batch_size(self.settings.batch_size as usize)
                     .on_closed(on_closed)
-                    .build(&self.stream)
+                    .build(stream)
                     .await
                     .map(StreamProducer::Plain),
                 Some(producer_name) => self
@@ -134,7 +240,7 @@ impl Target {
                     .client_provided_name(&name)
                     .batch_size(self.settings.batch_size as usize)
                     .on_closed(on_closed)
-                    .build(&self.stream)
+                    .build(stream)
                     .await
                     .map(StreamProducer::Named),
             }
@@ -142,12 +248,12 @@ impl Target {
         let producer = connection::build_within_deadline(
             &self.broker,
             "cannot create a producer",
-            &self.stream,
+            stream,
             build,
         )
         .await?
-        .map_err(|err| producer_error(&self.stream, err))?;
-        let next_id = match &self.settings.name {
+        .map_err(|err| producer_error(stream, err))?;
+        let next_id = match &self.name {
             None => 0,
             Some(producer_name) => self.last_publishing_id(producer_name).await? + 1,
         };
@@ -157,11 +263,11 @@ impl Target {
     async fn last_publishing_id(&self, producer_name: &str) -> Result<u64> {
         let client = connection::client(&self.broker, "producer sequence").await?;
         let sequence = client
-            .query_publisher_sequence(producer_name, &self.stream)
+            .query_publisher_sequence(producer_name, &self.lane.stream)
             .await
             .map_err(|err| Error::Broker {
                 what: "cannot query the producer's last publishing id",
-                stream: self.stream.clone(),
+                stream: self.lane.stream.clone(),
                 reason: describe_client_error(&err),
             });
         let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
@@ -280,7 +386,7 @@ impl Handler<PublishWave> for Publisher {
     }
 }
 
-/// How one connection's attempt at the wave ended.
+/// How one connection's attempt at a lane ended.
 enum Attempt {
     /// Every message from the attempt's start is confirmed.
     Done,
@@ -288,25 +394,71 @@ enum Attempt {
     Lost(String),
 }
 
+/// What one lane did.
+struct LaneReport {
+    confirmed: u64,
+    reconnects: u64,
+}
+
 async fn publish_wave(target: Target, count: u64) -> Result<WaveReport> {
-    let progress = Arc::new(WaveProgress::default());
+    let lanes = Lane::plan(&target.streams, count, &target.settings.routing_key)?;
+    if lanes.len() > 1 {
+        for lane in &lanes {
+            tracing::info!("partition {}: {} messages", lane.stream, lane.messages());
+        }
+    }
+    let progress: Arc<Vec<WaveProgress>> =
+        Arc::new(lanes.iter().map(|_| WaveProgress::default()).collect());
     // Dropping `stop` (here, or with this future) ends the reporter, which clears its bar.
     let (stop, stopped) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report_progress(progress.clone(), count, stopped));
-    let result = publish_all(target, count, &progress).await;
+    let started = Instant::now();
+    let mut publishing = tokio::task::JoinSet::new();
+    for (number, lane) in lanes.into_iter().enumerate() {
+        let lane_target = LaneTarget {
+            environment: target.environment.clone(),
+            broker: target.broker.clone(),
+            settings: target.settings.clone(),
+            name: lane.producer_name(target.settings.name.as_deref()),
+            lane,
+        };
+        let progress = progress.clone();
+        publishing.spawn(async move { publish_lane(lane_target, &progress[number]).await });
+    }
+    let mut report = WaveReport {
+        confirmed: 0,
+        elapsed: Duration::ZERO,
+        reconnects: 0,
+    };
+    // The first lane to fail fails the wave; dropping the set stops the others.
+    while let Some(done) = publishing.join_next().await {
+        let lane =
+            done.map_err(|err| Error::Internal(format!("a publishing task failed: {err}")))??;
+        report.confirmed += lane.confirmed;
+        report.reconnects += lane.reconnects;
+    }
+    report.elapsed = started.elapsed();
     drop(stop);
     let _ = reporter.await;
-    result
+    Ok(report)
 }
 
-async fn publish_all(target: Target, count: u64, progress: &WaveProgress) -> Result<WaveReport> {
-    let mut started = None;
-    let named = target.settings.name.is_some();
+async fn publish_lane(mut target: LaneTarget, progress: &WaveProgress) -> Result<LaneReport> {
+    let count = target.lane.messages();
+    let label = target.lane.label();
+    let named = target.name.is_some();
     let mut reconnects = 0;
     let mut failed_attempts = 0;
     let mut base = None;
     let mut deadline = None;
     loop {
+        if deadline.is_some() {
+            // The node the environment knew may be the one lost: find one that answers.
+            match connection::environment(&target.broker, "producer").await {
+                Ok(environment) => target.environment = environment,
+                Err(err) => tracing::info!("{label}{err}"),
+            }
+        }
         let confirmations = Arc::new(Confirmations::default());
         let (mut producer, next_id) = match target.connect(confirmations.clone()).await {
             Ok(connected) => connected,
@@ -319,21 +471,21 @@ async fn publish_all(target: Target, count: u64, progress: &WaveProgress) -> Res
                         count,
                         progress.confirmed.load(Ordering::Acquire),
                         format!(
-                            "gave up reconnecting after {} (producer.reconnect_timeout): {err}",
+                            "{label}gave up reconnecting after {} (producer.reconnect_timeout): {err}",
                             humantime::format_duration(target.settings.reconnect_timeout)
                         ),
                     ));
                 }
-                tracing::info!("{err}; trying again");
+                tracing::info!("{label}{err}; trying again");
                 tokio::time::sleep(backoff(failed_attempts)).await;
                 failed_attempts += 1;
                 continue;
             }
         };
         failed_attempts = 0;
-        // Message i has id base + i; after a reconnect, resume at the broker's last id + 1.
+        // Message at position i of the lane has id base + i; after a reconnect, resume at the
+        // broker's last id + 1.
         let base = *base.get_or_insert(next_id);
-        let started = *started.get_or_insert_with(Instant::now);
         let first = if named {
             next_id.saturating_sub(base).min(count)
         } else {
@@ -347,20 +499,20 @@ async fn publish_all(target: Target, count: u64, progress: &WaveProgress) -> Res
             progress,
             base,
             first,
-            count,
         )
         .await;
         producer.close().await;
         match attempt? {
             Attempt::Done => {
-                return Ok(WaveReport {
+                return Ok(LaneReport {
                     confirmed: count,
-                    elapsed: started.elapsed(),
                     reconnects,
                 })
             }
             Attempt::Lost(reason) if named => {
-                tracing::warn!("{reason}; reconnecting to resend what the broker does not hold");
+                tracing::warn!(
+                    "{label}{reason}; reconnecting to resend what the broker does not hold"
+                );
                 deadline.get_or_insert(Instant::now() + target.settings.reconnect_timeout);
                 reconnects += 1;
                 tokio::time::sleep(backoff(0)).await;
@@ -370,7 +522,7 @@ async fn publish_all(target: Target, count: u64, progress: &WaveProgress) -> Res
                     count,
                     progress.confirmed.load(Ordering::Acquire),
                     format!(
-                        "{reason}; set producer.name to let the producer resend without duplicates"
+                        "{label}{reason}; set producer.name to let the producer resend without duplicates"
                     ),
                 ))
             }
@@ -390,21 +542,22 @@ fn not_confirmed(total: u64, confirmed: u64, reason: String) -> Error {
     }
 }
 
-/// Publishes messages `first..count` on one connection and waits for their confirmations.
+/// Publishes the lane's messages from position `first` on one connection and waits for their
+/// confirmations.
 async fn publish_range(
-    target: &Target,
+    target: &LaneTarget,
     producer: &mut StreamProducer,
     confirmations: &Arc<Confirmations>,
     progress: &WaveProgress,
     base: u64,
     first: u64,
-    count: u64,
 ) -> Result<Attempt> {
+    let count = target.lane.messages();
     let window = u64::from(target.settings.max_unconfirmed);
-    let named = target.settings.name.is_some();
+    let named = target.name.is_some();
     let confirmed_now = |c: &Confirmations| first + c.confirmed.load(Ordering::Acquire);
-    for index in first..count {
-        let sent = index - first;
+    for (position, index) in (first..count).zip(target.lane.indices(first)) {
+        let sent = position - first;
         // Checked once per block, not per message: reading counters the confirmation callbacks
         // write on another thread costs a cache-line transfer each time.
         if sent.is_multiple_of(CHECK_EVERY) {
@@ -415,11 +568,11 @@ async fn publish_range(
             progress
                 .confirmed
                 .store(confirmed_now(confirmations), Ordering::Relaxed);
-            progress.published.store(index, Ordering::Relaxed);
+            progress.published.store(position, Ordering::Relaxed);
         }
-        let mut message = StreamMessage::builder().body(body(index, count));
+        let mut message = StreamMessage::builder().body(body(index, position + 1 == count));
         if named {
-            message = message.publishing_id(base + index);
+            message = message.publishing_id(base + position);
         }
         let confirm = Confirm {
             confirmations: confirmations.clone(),
@@ -440,7 +593,7 @@ async fn publish_range(
         return Err(not_confirmed(
             count,
             confirmed_now(confirmations),
-            format!("the broker rejected {rejected}"),
+            format!("{}the broker rejected {rejected}", target.lane.label()),
         ));
     }
     Ok(Attempt::Done)
@@ -449,7 +602,7 @@ async fn publish_range(
 /// Waits until at least `settled` messages of this connection are confirmed or rejected; says
 /// why not if the connection is lost or no confirmation arrives within `confirm_timeout`.
 async fn settle(
-    target: &Target,
+    target: &LaneTarget,
     producer: &StreamProducer,
     confirmations: &Confirmations,
     settled: u64,
@@ -463,7 +616,8 @@ async fn settle(
         let waited = tokio::time::timeout(timeout, confirmations.changed.notified()).await;
         if waited.is_err() && confirmations.settled() == before {
             return Some(Attempt::Lost(format!(
-                "no confirmation for {} (producer.confirm_timeout)",
+                "no confirmation for {} (producer.confirm_timeout): the stream's leader may be \
+                 down, or most of its nodes (lost quorum)",
                 humantime::format_duration(timeout)
             )));
         }
@@ -481,15 +635,20 @@ struct WaveProgress {
     confirmed: AtomicU64,
 }
 
-async fn report_progress(wave: Arc<WaveProgress>, count: u64, mut stop: oneshot::Receiver<()>) {
+async fn report_progress(
+    lanes: Arc<Vec<WaveProgress>>,
+    count: u64,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut reporter = Reporter::new("confirmed", Some(count));
     let mut ticks = tokio::time::interval(progress::TICK);
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                let published = wave.published.load(Ordering::Relaxed);
+                let sum = |read: fn(&WaveProgress) -> u64| lanes.iter().map(read).sum::<u64>();
+                let published = sum(|lane| lane.published.load(Ordering::Relaxed));
                 let details = format!("published {published}");
-                reporter.tick(wave.confirmed.load(Ordering::Relaxed), &details);
+                reporter.tick(sum(|lane| lane.confirmed.load(Ordering::Relaxed)), &details);
             }
             _ = &mut stop => break,
         }
@@ -502,11 +661,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_message_is_the_marker() {
-        assert_eq!(body(0, 100), "hello0");
-        assert_eq!(body(98, 100), "hello98");
-        assert_eq!(body(99, 100), "marker99");
-        assert_eq!(body(0, 1), "marker0");
+    fn the_last_message_of_each_lane_is_its_marker() {
+        let plain = Lane::plan(&["s".into()], 100, "{index}").unwrap();
+        assert_eq!(plain.len(), 1);
+        let bodies: Vec<String> = (0..100u64)
+            .zip(plain[0].indices(0))
+            .map(|(position, index)| body(index, position + 1 == 100))
+            .collect();
+        assert_eq!(bodies[0], "hello0");
+        assert_eq!(bodies[98], "hello98");
+        assert_eq!(bodies[99], "marker99");
+
+        let streams: Vec<String> = (0..3).map(|p| format!("s-{p}")).collect();
+        let lanes = Lane::plan(&streams, 1000, "{index}").unwrap();
+        assert_eq!(lanes.iter().map(Lane::messages).sum::<u64>(), 1000);
+        for (p, lane) in lanes.iter().enumerate() {
+            let indices: Vec<u64> = lane.indices(0).collect();
+            assert_eq!(indices.len() as u64, lane.messages());
+            assert!(indices.iter().all(|&i| {
+                routing::partition_of(&routing::routing_key("{index}", i), 3) == p as u32
+            }));
+            // Resuming at a position skips exactly the ones before it.
+            assert_eq!(lane.indices(5).next(), Some(indices[5]));
+            assert_eq!(lane.producer_name(Some("p")), Some(format!("p-{p}")));
+        }
+    }
+
+    #[test]
+    fn a_partition_left_without_messages_is_refused() {
+        let streams: Vec<String> = (0..3).map(|p| format!("s-{p}")).collect();
+        let err = Lane::plan(&streams, 1, "{index}").unwrap_err();
+        assert!(err.to_string().contains("no marker"), "{err}");
     }
 
     #[test]

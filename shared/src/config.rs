@@ -13,6 +13,9 @@ use crate::offset_spec::OffsetSpec;
 /// Prefix of the environment variables that override the file, e.g. `OFFSET_TRACKING__STREAM__NAME`.
 pub const ENV_PREFIX: &str = "OFFSET_TRACKING";
 
+/// Most partitions a super stream may have here.
+pub const MAX_PARTITIONS: u32 = 1000;
+
 /// The file read when no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
@@ -69,6 +72,9 @@ pub struct BrokerSettings {
     /// `[broker.tls]`: TLS to the broker's TLS stream listener; absent (the default), plain TCP.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// Several nodes of a cluster, as `"host:port"`: each connection tries them in order until one
+    /// answers. When set, it replaces `host` and `port`.
+    pub hosts: Vec<String>,
 }
 
 impl Default for BrokerSettings {
@@ -83,14 +89,65 @@ impl Default for BrokerSettings {
             load_balancer_mode: false,
             heartbeat: Duration::from_secs(10),
             tls: None,
+            hosts: Vec::new(),
         }
     }
 }
 
+/// One node to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// Port of its stream listener.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (host, port) = text
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("'{text}': the port must be between 1 and 65535"))?;
+        if host.trim().is_empty() {
+            return Err(format!("'{text}': the host is empty"));
+        }
+        Ok(Self {
+            host: host.trim().to_owned(),
+            port,
+        })
+    }
+}
+
 impl BrokerSettings {
-    /// `host:port`, for messages.
+    /// The nodes to try, in order: `hosts` if set, else `host:port`. Call after `validate`.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        if self.hosts.is_empty() {
+            return vec![Endpoint {
+                host: self.host.clone(),
+                port: self.port,
+            }];
+        }
+        self.hosts.iter().filter_map(|h| h.parse().ok()).collect()
+    }
+
+    /// The nodes, for messages: `host:port`, or `a:1, b:2, …`.
     pub fn endpoint(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        let all: Vec<String> = self.endpoints().iter().map(Endpoint::to_string).collect();
+        all.join(", ")
     }
 }
 
@@ -291,6 +348,12 @@ pub struct StreamSettings {
     pub max_age: Option<Duration>,
     /// Size of the stream's segment files, in bytes; the broker's default when absent.
     pub max_segment_size_bytes: Option<u64>,
+    /// On a cluster: how many nodes hold the stream (leader and replicas), the broker's
+    /// `x-initial-cluster-size`; the broker's default (every node) when absent.
+    pub initial_cluster_size: Option<u32>,
+    /// 0: `name` is a plain stream. N > 0: `name` is a super stream of N partitions,
+    /// `name-0` … `name-{N-1}`.
+    pub partitions: u32,
 }
 
 impl Default for StreamSettings {
@@ -300,6 +363,8 @@ impl Default for StreamSettings {
             max_length_bytes: 2_000_000_000,
             max_age: None,
             max_segment_size_bytes: None,
+            initial_cluster_size: None,
+            partitions: 0,
         }
     }
 }
@@ -324,6 +389,9 @@ pub struct ProducerSettings {
     /// With a name: keep trying to reconnect for this long.
     #[serde(with = "humantime_serde")]
     pub reconnect_timeout: Duration,
+    /// With `stream.partitions`: the routing key of message `i`, with `{index}` replaced by `i`;
+    /// its murmur3 hash (as every RabbitMQ stream client computes it) chooses the partition.
+    pub routing_key: String,
 }
 
 impl Default for ProducerSettings {
@@ -335,6 +403,7 @@ impl Default for ProducerSettings {
             confirm_timeout: Duration::from_secs(30),
             name: None,
             reconnect_timeout: Duration::from_secs(60),
+            routing_key: "{index}".into(),
         }
     }
 }
@@ -353,6 +422,10 @@ pub struct ConsumerSettings {
     pub reconnect_timeout: Duration,
     /// Where processed messages go besides the tutorial's processing.
     pub sink: SinkKind,
+    /// Join the consumer group `name`: the broker keeps one active consumer per partition (per
+    /// stream, for a plain stream) among the processes with this name. A member runs until
+    /// stopped (SIGINT/SIGTERM) rather than ending at the marker.
+    pub single_active: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -362,6 +435,7 @@ impl Default for ConsumerSettings {
             offset: OffsetSpec::First,
             reconnect_timeout: Duration::from_secs(60),
             sink: SinkKind::None,
+            single_active: false,
         }
     }
 }
@@ -445,7 +519,9 @@ impl Settings {
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("broker.hosts"),
             );
         for (key, value) in overrides {
             builder = builder
@@ -478,8 +554,15 @@ impl Settings {
         {
             return invalid("broker.heartbeat", "must be at least 1s");
         }
+        for (i, host) in self.broker.hosts.iter().enumerate() {
+            if let Err(why) = host.parse::<Endpoint>() {
+                return Err(Error::Config(format!("broker.hosts[{i}]: {why}")));
+            }
+        }
         if let Some(tls) = &self.broker.tls {
-            tls.validate(&self.broker.host)?;
+            for endpoint in self.broker.endpoints() {
+                tls.validate(&endpoint.host)?;
+            }
         }
         if self.stream.name.trim().is_empty() {
             return invalid("stream.name", "must not be empty");
@@ -489,6 +572,30 @@ impl Settings {
         }
         if self.stream.max_length_bytes == 0 {
             return invalid("stream.max_length_bytes", "must be more than 0");
+        }
+        if self.stream.initial_cluster_size == Some(0) {
+            return invalid(
+                "stream.initial_cluster_size",
+                "must be at least 1, or absent",
+            );
+        }
+        if self.stream.partitions > MAX_PARTITIONS {
+            return invalid(
+                "stream.partitions",
+                &format!("must be at most {MAX_PARTITIONS} (0: a plain stream)"),
+            );
+        }
+        if self.stream.partitions > 0 && self.stream.name.len() > 255 - 11 {
+            return invalid(
+                "stream.name",
+                "must be at most 244 bytes with partitions (room for the partition's suffix)",
+            );
+        }
+        if !self.producer.routing_key.contains("{index}") {
+            return invalid(
+                "producer.routing_key",
+                "must contain {index} (e.g. \"{index}\" or \"order-{index}\"): a key without it sends every message to one partition",
+            );
         }
         if self.producer.message_count == 0 {
             return invalid("producer.message_count", "must be at least 1 (the marker)");
@@ -509,6 +616,29 @@ impl Settings {
             .is_some_and(|n| n.trim().is_empty() || n.len() > 255)
         {
             return invalid("producer.name", "must be 1 to 255 bytes, or absent");
+        }
+        if self.consumer.single_active && self.consumer.name.trim().is_empty() {
+            return invalid(
+                "consumer.name",
+                "single_active = true needs a name: the group's members share it",
+            );
+        }
+        if self.consumer.single_active && self.tracker.store == OffsetStoreKind::Sqlite {
+            return invalid(
+                "consumer.single_active",
+                "needs tracker.store = \"broker\": a group hands over through the broker's offsets, \
+                 and one member cannot read another's SQLite file",
+            );
+        }
+        if self.stream.partitions > 0
+            && (self.tracker.store == OffsetStoreKind::Sqlite
+                || self.consumer.sink == SinkKind::Sqlite)
+        {
+            return invalid(
+                "stream.partitions",
+                "super streams keep their offsets on the broker: set tracker.store = \"broker\" \
+                 and consumer.sink = \"none\" (SQLite offsets are for plain streams)",
+            );
         }
         if self.consumer.name.trim().is_empty() {
             return invalid(

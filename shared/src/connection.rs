@@ -4,40 +4,88 @@
 use std::future::Future;
 
 use rabbitmq_stream_client::error::{ClientError, StreamCreateError};
-use rabbitmq_stream_client::types::{ByteCapacity, ResponseCode};
+use rabbitmq_stream_client::types::{ByteCapacity, ResponseCode, StreamCreator};
 use rabbitmq_stream_client::{Client, ClientOptions, Environment, TlsConfiguration};
 
-use crate::config::{BrokerSettings, StreamSettings, TlsSettings};
+use crate::config::{BrokerSettings, Endpoint, StreamSettings, TlsSettings};
 use crate::error::{
     describe_client_error, describe_code, describe_tls_connect_error, Error, Result,
 };
 
-/// Runs a connection attempt under the configured deadline.
+/// Runs a connection attempt to `endpoint` under the configured deadline.
 async fn within_deadline<T>(
     broker: &BrokerSettings,
+    endpoint: &Endpoint,
     attempt: impl Future<Output = std::result::Result<T, ClientError>>,
 ) -> Result<T> {
+    let endpoint_text = endpoint.to_string();
     match tokio::time::timeout(broker.connect_timeout, attempt).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Error::Connect {
-            endpoint: broker.endpoint(),
             reason: match &broker.tls {
-                Some(tls) => describe_tls_connect_error(&err, tls, &broker.endpoint())
+                Some(tls) => describe_tls_connect_error(&err, tls, &endpoint_text)
                     .unwrap_or_else(|| describe_client_error(&err)),
                 // What a TLS listener does to a client that does not speak TLS.
                 None if matches!(err, ClientError::ConnectionClosed) => format!(
-                    "{}; or is {} a TLS listener (then set [broker.tls])?",
+                    "{}; or is {endpoint_text} a TLS listener (then set [broker.tls])?",
                     describe_client_error(&err),
-                    broker.endpoint()
                 ),
                 None => describe_client_error(&err),
             },
+            endpoint: endpoint_text,
         }),
         Err(_) => Err(Error::Connect {
-            endpoint: broker.endpoint(),
+            endpoint: endpoint_text,
             reason: format!(
                 "no answer within {} (broker.connect_timeout)",
                 humantime::format_duration(broker.connect_timeout)
+            ),
+        }),
+    }
+}
+
+/// Connects with `connect` to the first endpoint that answers, in the configured order, and says
+/// which one when there is a choice. When none answers, the error names each and why.
+async fn first_answering<T, F, Fut>(broker: &BrokerSettings, what: &str, connect: F) -> Result<T>
+where
+    F: Fn(Endpoint) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let endpoints = broker.endpoints();
+    let several = endpoints.len() > 1;
+    let mut failures = Vec::new();
+    for endpoint in endpoints {
+        match connect(endpoint.clone()).await {
+            Ok(value) => {
+                if several {
+                    tracing::info!("{what}: using {endpoint}");
+                }
+                return Ok(value);
+            }
+            Err(err @ Error::Config(_)) => return Err(err),
+            Err(Error::Connect { endpoint, reason }) => {
+                if several {
+                    tracing::info!("{what}: {endpoint} did not answer ({reason}); trying the next");
+                }
+                failures.push((endpoint, reason));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    match failures.len() {
+        1 => {
+            let (endpoint, reason) = failures.remove(0);
+            Err(Error::Connect { endpoint, reason })
+        }
+        _ => Err(Error::Connect {
+            endpoint: broker.endpoint(),
+            reason: format!(
+                "none of the broker.hosts answered: {}",
+                failures
+                    .iter()
+                    .map(|(endpoint, reason)| format!("{endpoint}: {reason}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }),
     }
@@ -103,42 +151,49 @@ pub async fn build_within_deadline<T, E>(
         })
 }
 
-/// An environment for building producers and consumers; fails fast with a clear reason when the
-/// broker cannot be reached or refuses the credentials.
+/// An environment for building producers and consumers, on the first of the configured nodes
+/// that answers; fails fast with a clear reason when none can be reached or the credentials are
+/// refused. Build a new one to go on after that node is lost.
 pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Result<Environment> {
-    let builder = Environment::builder()
-        .host(&broker.host)
-        .port(broker.port)
-        .username(&broker.username)
-        .password(broker.password.expose())
-        .virtual_host(&broker.virtual_host)
-        .heartbeat(heartbeat_secs(broker))
-        .tls(tls_configuration(broker.tls.as_ref())?)
-        .client_provided_name(connection_name);
-    within_deadline(broker, builder.build()).await
+    let tls = tls_configuration(broker.tls.as_ref())?;
+    first_answering(broker, connection_name, |endpoint| {
+        let builder = Environment::builder()
+            .host(&endpoint.host)
+            .port(endpoint.port)
+            .username(&broker.username)
+            .password(broker.password.expose())
+            .virtual_host(&broker.virtual_host)
+            .heartbeat(heartbeat_secs(broker))
+            .tls(tls.clone())
+            .load_balancer_mode(broker.load_balancer_mode)
+            .client_provided_name(connection_name);
+        async move { within_deadline(broker, &endpoint, builder.build()).await }
+    })
+    .await
 }
 
-/// A plain client on a connection of its own (the tracker's store connection, admin queries).
+/// A plain client on a connection of its own (the tracker's store connection, admin queries),
+/// to the first of the configured nodes that answers.
 pub async fn client(broker: &BrokerSettings, connection_name: &str) -> Result<Client> {
-    let options = ClientOptions::builder()
-        .host(&broker.host)
-        .port(broker.port)
-        .user(&broker.username)
-        .password(broker.password.expose())
-        .v_host(&broker.virtual_host)
-        .heartbeat(heartbeat_secs(broker))
-        .tls(tls_configuration(broker.tls.as_ref())?)
-        .client_provided_name(connection_name.to_owned())
-        .build();
-    within_deadline(broker, Client::connect(options)).await
+    let tls = tls_configuration(broker.tls.as_ref())?;
+    first_answering(broker, connection_name, |endpoint| {
+        let options = ClientOptions::builder()
+            .host(&endpoint.host)
+            .port(endpoint.port)
+            .user(&broker.username)
+            .password(broker.password.expose())
+            .v_host(&broker.virtual_host)
+            .heartbeat(heartbeat_secs(broker))
+            .tls(tls.clone())
+            .client_provided_name(connection_name.to_owned())
+            .build();
+        async move { within_deadline(broker, &endpoint, Client::connect(options)).await }
+    })
+    .await
 }
 
-/// Creates the stream with the configured retention; an existing stream is fine.
-pub async fn ensure_stream(
-    environment: &Environment,
-    broker: &BrokerSettings,
-    stream: &StreamSettings,
-) -> Result<()> {
+/// The stream creator with every `[stream]` argument: retention, segment size, replication.
+fn stream_creator(environment: &Environment, stream: &StreamSettings) -> StreamCreator {
     let mut creator = environment
         .stream_creator()
         .max_length(ByteCapacity::B(stream.max_length_bytes));
@@ -148,30 +203,119 @@ pub async fn ensure_stream(
     if let Some(size) = stream.max_segment_size_bytes {
         creator = creator.max_segment_size(ByteCapacity::B(size));
     }
-    match creator.create(&stream.name).await {
+    if let Some(size) = stream.initial_cluster_size {
+        // The protocol's name for the queue argument x-initial-cluster-size.
+        creator
+            .options
+            .insert("initial-cluster-size".to_owned(), size.to_string());
+    }
+    creator
+}
+
+/// The streams to consume or publish to: `[stream.name]` for a plain stream, the partitions
+/// `name-0` … in the super stream's order with `stream.partitions`. Creates what is missing with
+/// the configured arguments; an existing stream is used as it is (a warning if its arguments
+/// differ). A super stream whose partition count differs from `stream.partitions`, or a plain
+/// stream where a super stream is configured (or the reverse), is a configuration error.
+pub async fn ensure_stream(
+    environment: &Environment,
+    broker: &BrokerSettings,
+    stream: &StreamSettings,
+) -> Result<Vec<String>> {
+    let admin = client(broker, "stream check").await?;
+    let result = ensure_stream_with(environment, &admin, stream).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+    result
+}
+
+async fn ensure_stream_with(
+    environment: &Environment,
+    admin: &Client,
+    stream: &StreamSettings,
+) -> Result<Vec<String>> {
+    let name = stream.name.as_str();
+    let existing_partitions = partitions(admin, name).await?;
+    if stream.partitions == 0 {
+        if let Some(found) = existing_partitions {
+            return Err(Error::Config(format!(
+                "stream.partitions: '{name}' is a super stream of {} partitions on the broker; \
+                 set stream.partitions = {0}",
+                found.len()
+            )));
+        }
+        create_or_use(
+            stream_creator(environment, stream).create(name).await,
+            admin,
+            name,
+        )
+        .await?;
+        return Ok(vec![name.to_owned()]);
+    }
+    let wanted = stream.partitions as usize;
+    let found = match existing_partitions {
+        Some(found) => found,
+        None => {
+            if stream_exists(admin, name).await? {
+                return Err(Error::Config(format!(
+                    "stream.partitions: '{name}' is a plain stream on the broker, not a super \
+                     stream; set stream.partitions = 0 or use another stream.name"
+                )));
+            }
+            let created = stream_creator(environment, stream)
+                .create_super_stream(name, wanted, None)
+                .await;
+            create_or_use(created, admin, name).await?;
+            tracing::info!(
+                stream = name,
+                "created a super stream of {wanted} partitions"
+            );
+            partitions(admin, name).await?.unwrap_or_default()
+        }
+    };
+    if found.len() != wanted {
+        let (has, list) = (found.len(), found.join(", "));
+        return Err(Error::Config(format!(
+            "stream.partitions = {wanted}, but the super stream '{name}' has {has} partitions on \
+             the broker ({list}); set stream.partitions = {has} or use another stream.name"
+        )));
+    }
+    for partition in &found {
+        if !stream_exists(admin, partition).await? {
+            return Err(Error::StreamNotFound {
+                stream: partition.clone(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The outcome of a create call: created, or already there (used as it is).
+async fn create_or_use(
+    created: std::result::Result<(), StreamCreateError>,
+    admin: &Client,
+    name: &str,
+) -> Result<()> {
+    match created {
         Ok(()) => Ok(()),
         Err(StreamCreateError::Create {
             status: ResponseCode::StreamAlreadyExists,
             ..
         }) => Ok(()),
         Err(StreamCreateError::Create {
-            stream: name,
+            stream,
             status: ResponseCode::PreconditionFailed,
         }) => {
             // The broker's answer when the stream exists with other arguments (retention):
             // use it as it is rather than refuse to work.
-            let client = client(broker, "stream check").await?;
-            let exists = stream_exists(&client, &name).await;
-            let _ = client.close().await;
-            if exists? {
+            if stream_exists(admin, &stream).await? {
                 tracing::warn!(
-                    stream = name,
+                    stream,
                     "the stream exists with other settings than [stream] configures; using it as it is"
                 );
                 Ok(())
             } else {
                 Err(Error::StreamCreate {
-                    stream: name,
+                    stream,
                     code: ResponseCode::PreconditionFailed,
                 })
             }
@@ -182,14 +326,48 @@ pub async fn ensure_stream(
         }),
         Err(StreamCreateError::Client(err)) => Err(Error::Broker {
             what: "cannot create the stream",
-            stream: stream.name.clone(),
+            stream: name.to_owned(),
             reason: describe_client_error(&err),
         }),
     }
 }
 
-/// Whether the stream exists, asked over `client`'s connection.
+/// The partitions of the super stream `name`, in routing order; `None` if there is no such
+/// super stream.
+pub async fn partitions(client: &Client, name: &str) -> Result<Option<Vec<String>>> {
+    let response = client
+        .partitions(name.to_owned())
+        .await
+        .map_err(|err| Error::Broker {
+            what: "cannot read the super stream's partitions",
+            stream: name.to_owned(),
+            reason: describe_client_error(&err),
+        })?;
+    Ok((response.is_ok() && !response.streams.is_empty()).then_some(response.streams))
+}
+
+/// How long closing an admin connection may take before we stop waiting for the broker.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a stream can be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// It exists and has a leader.
+    Available,
+    /// It exists, but has no leader now: its leader's node is down, or a majority of its nodes
+    /// (the quorum) is.
+    Unavailable,
+    /// There is no such stream (never created, or deleted).
+    Missing,
+}
+
+/// Whether the stream exists, asked over `client`'s connection (an unavailable one exists).
 pub async fn stream_exists(client: &Client, stream: &str) -> Result<bool> {
+    Ok(stream_state(client, stream).await? != StreamState::Missing)
+}
+
+/// The stream's [`StreamState`], asked over `client`'s connection.
+pub async fn stream_state(client: &Client, stream: &str) -> Result<StreamState> {
     let metadata = client
         .metadata(vec![stream.to_owned()])
         .await
@@ -198,10 +376,30 @@ pub async fn stream_exists(client: &Client, stream: &str) -> Result<bool> {
             stream: stream.to_owned(),
             reason: describe_client_error(&err),
         })?;
-    // A missing stream comes back with an error code and no known leader, so no entry at all.
-    Ok(metadata
+    if metadata
         .get(stream)
-        .is_some_and(|m| m.response_code == ResponseCode::Ok))
+        .is_some_and(|m| m.response_code == ResponseCode::Ok)
+    {
+        return Ok(StreamState::Available);
+    }
+    // The client drops metadata entries without a leader, missing and unavailable streams
+    // alike; an offset query tells them apart (the broker looks the leader up first).
+    match client.query_offset("stream check".to_owned(), stream).await {
+        Err(ClientError::RequestError(ResponseCode::StreamDoesNotExist)) => {
+            Ok(StreamState::Missing)
+        }
+        Err(ClientError::RequestError(ResponseCode::StreamNotAvailable)) => {
+            Ok(StreamState::Unavailable)
+        }
+        Ok(_) | Err(ClientError::RequestError(ResponseCode::OffsetNotFound)) => {
+            Ok(StreamState::Available)
+        }
+        Err(err) => Err(Error::Broker {
+            what: "cannot check the stream",
+            stream: stream.to_owned(),
+            reason: describe_client_error(&err),
+        }),
+    }
 }
 
 /// The offset stored for `consumer` on `stream`: `Ok(None)` when none is stored; any other

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod metrics;
 pub mod offset_spec;
 pub mod progress;
+pub mod routing;
 pub mod runtime;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -4,7 +4,6 @@
 //! stores that cross the wire.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -456,11 +455,12 @@ pub fn summary_field(stderr: &str, key: &str) -> Option<String> {
         .find_map(|field| field.strip_prefix(&format!("{key}=")).map(str::to_owned))
 }
 
-/// A binary running in the background, its stdout lines collected as they come.
+/// A binary running in the background, its stdout and stderr lines collected as they come.
 pub struct Running {
     pub child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
+    stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
     stderr: std::thread::JoinHandle<Vec<u8>>,
 }
 
@@ -472,7 +472,7 @@ impl Running {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
@@ -483,17 +483,57 @@ impl Running {
                 }
             }
         });
+        let stderr_lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = stderr_lines.clone();
         let stderr = std::thread::spawn(move || {
+            use std::io::BufRead;
             let mut buf = vec![];
-            let _ = stderr.read_to_end(&mut buf);
+            let mut reader = std::io::BufReader::new(stderr);
+            let mut line = vec![];
+            // Bytes, not strings: a line cut short by kill -9 may end mid-character.
+            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                buf.extend_from_slice(&line);
+                collected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(String::from_utf8_lossy(&line).trim_end().to_owned());
+                line.clear();
+            }
             buf
         });
         Self {
             child,
             lines,
             seen: vec![],
+            stderr_lines,
             stderr,
         }
+    }
+
+    /// Waits for a stderr line containing every one of `texts`; panics after `limit`.
+    pub fn wait_for_log(&self, texts: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.find_log(texts) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                let seen = self.stderr_lines.lock().unwrap_or_else(|e| e.into_inner());
+                panic!(
+                    "no stderr line with {texts:?} within {limit:?}; saw:\n{}",
+                    seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first stderr line so far containing every one of `texts`.
+    pub fn find_log(&self, texts: &[&str]) -> Option<String> {
+        let seen = self.stderr_lines.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .find(|line| texts.iter().all(|t| line.contains(t)))
+            .cloned()
     }
 
     /// Waits for a stdout line containing `text`; panics after `limit`.
