@@ -2,9 +2,11 @@
 # A local RabbitMQ 4.0.5 with the stream plugin, for demos and tests.
 #
 #   scripts/broker.sh up      start it (idempotent); returns when the stream ports answer
-#   scripts/broker.sh down    stop it; leaves nothing running or mounted under the root
+#   scripts/broker.sh down    stop it; leaves nothing running or mounted under the root (this also
+#                             stops scripts/cluster.sh's nodes, which run in the same root)
 #   scripts/broker.sh status  say what runs where (and where the TLS files are)
-#   scripts/broker.sh restart stop the local node and start it again (failure tests use it)
+#   scripts/broker.sh restart stop the local node and start it again (failure tests use it); the
+#                             cluster's nodes, epmd and the mounts stay
 #
 # If a broker already answers on BROKER_HOST:BROKER_PORT, `up` reuses it. Otherwise it runs
 # Debian trixie's rabbitmq-server inside its own root made by mmdebstrap (Debian bookworm's 3.10
@@ -201,6 +203,27 @@ up() {
   log "TLS: the CA to trust is $TLS_DIR/ca.pem (client certificate: $TLS_DIR/client.pem, key: $TLS_DIR/client-key.pem)"
 }
 
+# The single node's server processes (beam), not scripts/cluster.sh's nodes (c1..c3@localhost),
+# which run in the same root.
+single_node_pids() {
+  local real pid
+  real=$(realpath -m "$ROOT")
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$real" ] || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '-s rabbit boot' || continue
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q '^RABBITMQ_NODENAME=c[0-9]@' && continue
+    echo "$pid"
+  done
+}
+
+# Stops the single node only: epmd, the mounts and the cluster's nodes stay (restart uses it).
+stop_node() {
+  log "stopping the local node"
+  timeout 60 chroot "$ROOT" rabbitmqctl -q stop 9>&- >/dev/null 2>&1 || log "rabbitmqctl stop failed; killing the node"
+  local pid
+  for pid in $(single_node_pids); do kill -9 "$pid" 2>/dev/null || true; done
+}
+
 down() {
   if ! [ -d "$ROOT" ]; then
     log "no broker root at $ROOT; nothing to stop"
@@ -261,7 +284,7 @@ case "${1:-}" in
   restart)
     take_lock
     root_ready && proc_mounted || die "no local broker runs from $ROOT: restart needs the one 'up' started"
-    down
+    stop_node
     up
     ;;
   *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;

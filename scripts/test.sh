@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a real broker: brings one up first (scripts/broker.sh
-# reuses a broker already answering on localhost:5552, or starts a local RabbitMQ 4.0.5).
+# reuses a broker already answering on localhost:5552, or starts a local RabbitMQ 4.0.5), and the
+# local 3-node cluster the failover, consumer group and interop tests use (scripts/cluster.sh).
 # Works on a fresh Debian machine as root. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/broker.sh up
+scripts/cluster.sh up
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

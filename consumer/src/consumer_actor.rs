@@ -27,7 +27,7 @@ use actix::prelude::*;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use rabbitmq_stream_client::error::{ConsumerCreateError, ConsumerDeliveryError};
-use rabbitmq_stream_client::types::{Delivery, MessageContext, OffsetSpecification};
+use rabbitmq_stream_client::types::{Delivery, MessageContext, OffsetSpecification, ResponseCode};
 use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
 use shared::error::{describe_client_error, describe_code, Error, Result};
@@ -218,9 +218,20 @@ impl Subscription {
                 .consumer_update_arc(Some(group.listener()));
         }
         let build = builder.build(&self.stream);
-        connection::build_within_deadline(&self.broker, "cannot subscribe", &self.stream, build)
-            .await?
-            .map_err(|err| subscribe_error(&self.stream, err))
+        match connection::build_within_deadline(
+            &self.broker,
+            "cannot subscribe",
+            &self.stream,
+            build,
+        )
+        .await?
+        .map_err(|err| subscribe_error(&self.stream, err))
+        {
+            Err(Error::StreamNotFound { stream }) => {
+                Err(connection::confirm_missing(&self.broker, "cannot subscribe", &stream).await)
+            }
+            other => other,
+        }
     }
 
     /// The same subscription on a fresh environment: after a lost connection, the node the old
@@ -247,6 +258,15 @@ fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
     let reason = match err {
         ConsumerCreateError::StreamDoesNotExist { stream } => {
             return Error::StreamNotFound { stream }
+        }
+        ConsumerCreateError::Create {
+            status: ResponseCode::StreamNotAvailable,
+            stream,
+        } => {
+            return Error::Unavailable {
+                what: "cannot subscribe",
+                stream,
+            }
         }
         ConsumerCreateError::Create { status, .. } => describe_code(&status),
         ConsumerCreateError::Client(err) => describe_client_error(&err),
@@ -700,8 +720,8 @@ impl<H: Handler> ConsumerActor<H> {
                 Ok(StreamState::Unavailable) => {
                     if !actor.unavailable {
                         tracing::warn!(
-                            "stream {stream} is unavailable: its leader's node is down, or most of \
-                             its nodes are (lost quorum); waiting for it to come back"
+                            "stream {stream}: {}; waiting for it to come back",
+                            connection::NO_LEADER
                         );
                     }
                     actor.unavailable = true;

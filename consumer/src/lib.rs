@@ -272,7 +272,10 @@ async fn prepare(
         store_every_messages: settings.tracker.store_every_messages,
         group,
     };
-    let initial = subscription.subscribe(position).await?;
+    let initial = connection::patiently(settings.consumer.reconnect_timeout, || {
+        subscription.subscribe(position)
+    })
+    .await?;
 
     let broker_store = BrokerStore::new(store_client, settings.broker.clone(), name, stream);
     let forward_of = |stored_there: Option<u64>| if replay { None } else { stored_there };

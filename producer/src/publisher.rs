@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rabbitmq_stream_client::error::{ProducerCreateError, ProducerPublishError};
-use rabbitmq_stream_client::types::Message as StreamMessage;
+use rabbitmq_stream_client::types::{Message as StreamMessage, ResponseCode};
 use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
 use shared::config::{BrokerSettings, ProducerSettings};
 use shared::error::{describe_client_error, describe_code, Error, Result};
@@ -252,7 +252,18 @@ impl LaneTarget {
             build,
         )
         .await?
-        .map_err(|err| producer_error(stream, err))?;
+        .map_err(|err| producer_error(stream, err));
+        let producer = match producer {
+            Err(Error::StreamNotFound { stream }) => {
+                return Err(connection::confirm_missing(
+                    &self.broker,
+                    "cannot create a producer",
+                    &stream,
+                )
+                .await)
+            }
+            other => other?,
+        };
         let next_id = match &self.name {
             None => 0,
             Some(producer_name) => self.last_publishing_id(producer_name).await? + 1,
@@ -279,6 +290,15 @@ fn producer_error(stream: &str, err: ProducerCreateError) -> Error {
     let reason = match err {
         ProducerCreateError::StreamDoesNotExist { stream } => {
             return Error::StreamNotFound { stream }
+        }
+        ProducerCreateError::Create {
+            status: ResponseCode::StreamNotAvailable,
+            stream,
+        } => {
+            return Error::Unavailable {
+                what: "cannot create a producer",
+                stream,
+            }
         }
         ProducerCreateError::Create { status, .. } => describe_code(&status),
         ProducerCreateError::Client(err) => describe_client_error(&err),
@@ -460,7 +480,10 @@ async fn publish_lane(mut target: LaneTarget, progress: &WaveProgress) -> Result
             }
         }
         let confirmations = Arc::new(Confirmations::default());
-        let (mut producer, next_id) = match target.connect(confirmations.clone()).await {
+        let connecting = connection::patiently(target.settings.reconnect_timeout, || {
+            target.connect(confirmations.clone())
+        });
+        let (mut producer, next_id) = match connecting.await {
             Ok(connected) => connected,
             Err(err) => {
                 let Some(deadline) = deadline else {
@@ -483,6 +506,12 @@ async fn publish_lane(mut target: LaneTarget, progress: &WaveProgress) -> Result
             }
         };
         failed_attempts = 0;
+        if reconnects > 0 {
+            tracing::info!(
+                "{label}reconnected; the broker holds up to publishing id {}",
+                next_id.saturating_sub(1)
+            );
+        }
         // Message at position i of the lane has id base + i; after a reconnect, resume at the
         // broker's last id + 1.
         let base = *base.get_or_insert(next_id);

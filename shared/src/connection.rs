@@ -223,9 +223,45 @@ pub async fn ensure_stream(
     stream: &StreamSettings,
 ) -> Result<Vec<String>> {
     let admin = client(broker, "stream check").await?;
-    let result = ensure_stream_with(environment, &admin, stream).await;
+    let result = async {
+        let streams = ensure_stream_with(environment, &admin, stream).await?;
+        for name in &streams {
+            await_available(&admin, name, broker.connect_timeout).await?;
+        }
+        Ok(streams)
+    }
+    .await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
     result
+}
+
+/// Waits up to `limit` for `stream` to have a leader: on a cluster, a stream just created (or one
+/// whose leader just failed) has none for a moment, and the client calls that "does not exist".
+/// Still without one after `limit`, it goes on with a warning: publishing and consuming retry.
+async fn await_available(admin: &Client, stream: &str, limit: std::time::Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut warned = false;
+    loop {
+        match stream_state(admin, stream).await? {
+            StreamState::Available => return Ok(()),
+            StreamState::Missing => {
+                return Err(Error::StreamNotFound {
+                    stream: stream.to_owned(),
+                })
+            }
+            StreamState::Unavailable if tokio::time::Instant::now() > deadline => {
+                tracing::warn!("stream {stream} has no leader yet; going on");
+                return Ok(());
+            }
+            StreamState::Unavailable => {
+                if !warned {
+                    tracing::info!("stream {stream} has no leader yet; waiting for one");
+                    warned = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 async fn ensure_stream_with(
@@ -359,6 +395,59 @@ pub enum StreamState {
     Unavailable,
     /// There is no such stream (never created, or deleted).
     Missing,
+}
+
+/// Why a stream that exists cannot be used now.
+pub const NO_LEADER: &str = "the stream has no leader now: its leader's node is down, or most of \
+                             its nodes are (lost quorum)";
+
+/// Runs `attempt` again while it fails with [`Error::Unavailable`] (a stream without a leader for
+/// the moment: just created, or failing over), for up to `limit`; any other outcome is returned.
+pub async fn patiently<T, F, Fut>(limit: std::time::Duration, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Err(err @ Error::Unavailable { .. })
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::info!(
+                    "{err}; trying again in {}",
+                    humantime::format_duration(pause)
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What "the stream does not exist" from building a producer or a consumer means: on a cluster
+/// the client also says so of a stream that has no leader for the moment. Asks the broker, and
+/// answers [`Error::StreamNotFound`] only for a stream that is really gone.
+pub async fn confirm_missing(broker: &BrokerSettings, what: &'static str, stream: &str) -> Error {
+    let state = async {
+        let admin = client(broker, "stream check").await?;
+        let state = stream_state(&admin, stream).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+        state
+    }
+    .await;
+    match state {
+        Ok(StreamState::Missing) => Error::StreamNotFound {
+            stream: stream.to_owned(),
+        },
+        Ok(_) => Error::Unavailable {
+            what,
+            stream: stream.to_owned(),
+        },
+        Err(err) => err,
+    }
 }
 
 /// Whether the stream exists, asked over `client`'s connection (an unavailable one exists).

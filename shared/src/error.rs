@@ -74,6 +74,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The stream exists but has no leader for now (a node is down, the quorum is lost, or it was
+    /// just created or restarted): worth trying again.
+    #[error("{what} on stream '{stream}': the stream has no leader now: its leader's node is down, or most of its nodes are (lost quorum)")]
+    Unavailable {
+        /// What we were doing.
+        what: &'static str,
+        /// The stream.
+        stream: String,
+    },
+
     /// Creating a producer or a consumer, or talking to the broker afterwards, failed.
     #[error("{what} on stream '{stream}': {reason}")]
     Broker {

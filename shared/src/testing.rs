@@ -530,10 +530,16 @@ impl Running {
 
     /// The first stderr line so far containing every one of `texts`.
     pub fn find_log(&self, texts: &[&str]) -> Option<String> {
+        self.logs(texts).into_iter().next()
+    }
+
+    /// Every stderr line so far containing every one of `texts`.
+    pub fn logs(&self, texts: &[&str]) -> Vec<String> {
         let seen = self.stderr_lines.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter()
-            .find(|line| texts.iter().all(|t| line.contains(t)))
+            .filter(|line| texts.iter().all(|t| line.contains(t)))
             .cloned()
+            .collect()
     }
 
     /// Waits for a stdout line containing `text`; panics after `limit`.
@@ -677,4 +683,218 @@ impl StoreCountingProxy {
     pub fn stores(&self) -> u64 {
         self.stores.load(Ordering::Relaxed)
     }
+}
+
+/// The stream ports of the 3-node cluster `scripts/cluster.sh` runs (node N on 556N).
+pub const CLUSTER_PORTS: [u16; 3] = [5561, 5562, 5563];
+
+/// The cluster as our programs reach it: every node, starting with node `first` (1, 2 or 3).
+pub fn cluster_hosts(first: u8) -> String {
+    let first = usize::from(first.clamp(1, 3)) - 1;
+    (0..3)
+        .map(|i| format!("localhost:{}", CLUSTER_PORTS[(first + i) % 3]))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The cluster's settings, for the tests' own connections.
+pub fn cluster_broker() -> BrokerSettings {
+    BrokerSettings {
+        hosts: cluster_hosts(1).split(',').map(str::to_owned).collect(),
+        ..BrokerSettings::default()
+    }
+}
+
+/// Connects to the cluster or panics with how to start it: tests never skip silently.
+pub async fn require_cluster() -> Environment {
+    for port in CLUSTER_PORTS {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "these tests need the local 3-node cluster, but nothing answers on localhost:{port}: \
+             start it with `scripts/cluster.sh up` (or run everything with `scripts/test.sh`)"
+        );
+    }
+    connection::environment(&cluster_broker(), "test")
+        .await
+        .unwrap()
+}
+
+/// Runs `scripts/cluster.sh ARGS`; panics with its output if it fails.
+pub fn cluster_script(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`scripts/cluster.sh {}` failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Serialises the tests that stop cluster nodes (each test binary runs its tests on threads).
+pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The node (1, 2 or 3) leading `stream` now, as the running node `ask` sees it.
+pub fn stream_leader(stream: &str, ask: u8) -> Option<u8> {
+    let out = cluster_script(&[
+        "ctl",
+        &ask.to_string(),
+        "-q",
+        "list_queues",
+        "name",
+        "leader",
+    ]);
+    out.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next() == Some(stream))
+            .then(|| fields.next())
+            .flatten()
+            .and_then(|leader| leader.strip_prefix('c'))
+            .and_then(|n| n.split('@').next())
+            .and_then(|n| n.parse().ok())
+    })
+}
+
+/// A stream (plain or super) named for one test, created by our programs (not by the test),
+/// deleted when dropped even if the test panics.
+pub struct OwnedStream {
+    pub name: String,
+    pub partitions: u32,
+    broker: BrokerSettings,
+    env: Environment,
+}
+
+impl OwnedStream {
+    /// On the 3-node cluster.
+    pub async fn on_cluster(prefix: &str, partitions: u32) -> Self {
+        Self {
+            name: unique(prefix),
+            partitions,
+            broker: cluster_broker(),
+            env: require_cluster().await,
+        }
+    }
+
+    /// On the single test broker.
+    pub async fn on_broker(prefix: &str, partitions: u32) -> Self {
+        Self {
+            name: unique(prefix),
+            partitions,
+            broker: broker(),
+            env: require_broker().await,
+        }
+    }
+
+    /// The streams holding messages: the plain stream, or the partitions in order.
+    pub fn streams(&self) -> Vec<String> {
+        if self.partitions == 0 {
+            vec![self.name.clone()]
+        } else {
+            (0..self.partitions)
+                .map(|p| format!("{}-{p}", self.name))
+                .collect()
+        }
+    }
+
+    /// Every message of `stream` as (offset, body), read with the raw client from the start until
+    /// nothing more arrives for two seconds (through any node that answers).
+    pub async fn read_all(&self, stream: &str) -> Vec<(u64, Vec<u8>)> {
+        let env = connection::environment(&self.broker, "test").await.unwrap();
+        let mut consumer = env
+            .consumer()
+            .offset(OffsetSpecification::First)
+            .build(stream)
+            .await
+            .unwrap();
+        let mut out = vec![];
+        while let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+        {
+            let d = delivery.unwrap();
+            out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
+        }
+        let _ = consumer.handle().close().await;
+        out
+    }
+
+    /// The offset stored for `consumer` on `stream`, if any.
+    pub async fn stored_offset(&self, consumer: &str, stream: &str) -> Option<u64> {
+        let client = connection::client(&self.broker, "test").await.unwrap();
+        let stored = connection::stored_offset(&client, consumer, stream)
+            .await
+            .unwrap();
+        let _ = client.close().await;
+        stored
+    }
+
+    /// Deletes one partition (or the plain stream), as an operator would by mistake.
+    pub async fn delete_stream(&self, stream: &str) {
+        self.env.delete_stream(stream).await.unwrap();
+    }
+}
+
+impl Drop for OwnedStream {
+    fn drop(&mut self) {
+        let (env, name, partitions) = (self.env.clone(), self.name.clone(), self.partitions);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let limit = Duration::from_secs(20);
+                if partitions == 0 {
+                    let _ = tokio::time::timeout(limit, env.delete_stream(&name)).await;
+                } else {
+                    let _ = tokio::time::timeout(limit, env.delete_super_stream(&name)).await;
+                    // A partition left behind (one the super stream no longer lists).
+                    for p in 0..partitions {
+                        let partition = format!("{name}-{p}");
+                        let _ = tokio::time::timeout(limit, env.delete_stream(&partition)).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The offsets a run processed on `stream`, from its per-batch debug lines
+/// (`processed stream=… last=… count=…`, with `RUST_LOG=info,consumer::processed=debug`) and the
+/// stream's log (the offsets of its messages, in order).
+pub fn processed_offsets(
+    stderr: &str,
+    stream: &str,
+    log: &[u64],
+) -> std::collections::BTreeSet<u64> {
+    let index: std::collections::HashMap<u64, usize> =
+        log.iter().enumerate().map(|(i, o)| (*o, i)).collect();
+    let field = |line: &str, key: &str| -> Option<String> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for line in stderr.lines().filter(|l| l.contains(" processed ")) {
+        if field(line, "stream").as_deref() != Some(stream) {
+            continue;
+        }
+        let (Some(last), Some(count)) = (
+            field(line, "last").and_then(|v| v.parse::<u64>().ok()),
+            field(line, "count").and_then(|v| v.parse::<usize>().ok()),
+        ) else {
+            continue; // a line cut short by kill -9
+        };
+        let end = index[&last];
+        seen.extend(&log[end + 1 - count..=end]);
+    }
+    seen
 }

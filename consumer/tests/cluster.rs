@@ -1,0 +1,542 @@
+//! On the local 3-node cluster (`scripts/cluster.sh up`): a replicated stream surviving its
+//! leader's `kill -9`, a super stream shared by a consumer group through a `kill -9` and a
+//! SIGTERM, interop with the client's own super stream code, and the loss of two nodes of three.
+//! The tests stop nodes, so they take turns ([`cluster_lock`]) and start every node they stopped
+//! again, even when they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rabbitmq_stream_client::types::{
+    HashRoutingMurmurStrategy, Message, OffsetSpecification, RoutingStrategy,
+};
+use shared::testing::{
+    cluster_hosts, cluster_lock, cluster_script, our_binary, processed_offsets, require_cluster,
+    stderr_of, stream_leader, summary_field, unique, wave_bodies, workspace_binary, OwnedStream,
+    Running,
+};
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn producer_binary() -> std::path::PathBuf {
+    workspace_binary(env!("CARGO_BIN_EXE_consumer"), "producer")
+}
+
+/// Our producer publishing `count` messages to `stream` as the named producer `name`, through
+/// node `first` (then the others).
+fn producer(stream: &OwnedStream, first: u8, count: u64, name: &str) -> Command {
+    let mut cmd = our_binary(producer_binary().to_str().unwrap());
+    cmd.env("OFFSET_TRACKING__BROKER__HOSTS", cluster_hosts(first))
+        .env("OFFSET_TRACKING__STREAM__NAME", &stream.name)
+        .env(
+            "OFFSET_TRACKING__STREAM__PARTITIONS",
+            stream.partitions.to_string(),
+        )
+        .env("OFFSET_TRACKING__STREAM__INITIAL_CLUSTER_SIZE", "3")
+        .env("OFFSET_TRACKING__PRODUCER__CONFIRM_TIMEOUT", "5s")
+        .env("OFFSET_TRACKING__PRODUCER__RECONNECT_TIMEOUT", "150s")
+        .args(["--count", &count.to_string(), "--name", name]);
+    cmd
+}
+
+/// Our consumer as `name` on `stream`, through node `first` (then the others), logging each
+/// processed batch.
+fn consumer(stream: &OwnedStream, first: u8, name: &str) -> Command {
+    let mut cmd = our_binary(env!("CARGO_BIN_EXE_consumer"));
+    cmd.env("OFFSET_TRACKING__BROKER__HOSTS", cluster_hosts(first))
+        .env("OFFSET_TRACKING__STREAM__NAME", &stream.name)
+        .env(
+            "OFFSET_TRACKING__STREAM__PARTITIONS",
+            stream.partitions.to_string(),
+        )
+        .env("OFFSET_TRACKING__STREAM__INITIAL_CLUSTER_SIZE", "3")
+        .env("OFFSET_TRACKING__CONSUMER__NAME", name)
+        .env("OFFSET_TRACKING__CONSUMER__RECONNECT_TIMEOUT", "150s")
+        .env("RUST_LOG", "info,consumer::processed=debug");
+    cmd
+}
+
+/// A node this test stopped: started again when dropped, even if the test fails.
+struct Stopped(Vec<u8>);
+
+impl Stopped {
+    fn kill(nodes: &[u8]) -> Self {
+        for node in nodes {
+            cluster_script(&["kill", &node.to_string()]);
+        }
+        Self(nodes.to_vec())
+    }
+
+    fn start_again(mut self) {
+        self.start_all();
+    }
+
+    fn start_all(&mut self) {
+        let nodes = std::mem::take(&mut self.0);
+        // Together: a node started alone may wait for its peers' tables.
+        let starts: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let node = node.to_string();
+                std::thread::spawn(move || cluster_script(&["start", &node]))
+            })
+            .collect();
+        for start in starts {
+            start.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            self.start_all();
+        }
+    }
+}
+
+/// A node other than `nodes`.
+fn other_than(nodes: &[u8]) -> u8 {
+    (1..=3).find(|n| !nodes.contains(n)).unwrap()
+}
+
+/// The stream's leader, asked of node `ask`, waiting for it to have one.
+fn leader_of(stream: &str, ask: u8) -> u8 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(leader) = stream_leader(stream, ask) {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "{stream} has no leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Checks that `stream` holds `expected` bodies exactly once each, in order; returns its offsets.
+async fn assert_exactly_once(stream: &OwnedStream, name: &str, expected: &[Vec<u8>]) -> Vec<u64> {
+    let messages = stream.read_all(name).await;
+    let bodies: Vec<&Vec<u8>> = messages.iter().map(|(_, body)| body).collect();
+    let expected: Vec<&Vec<u8>> = expected.iter().collect();
+    if bodies != expected {
+        let distinct: BTreeSet<&Vec<u8>> = bodies.iter().copied().collect();
+        panic!(
+            "{name} holds {} messages ({} distinct), expected {} exactly once, in order",
+            bodies.len(),
+            distinct.len(),
+            expected.len()
+        );
+    }
+    messages.into_iter().map(|(offset, _)| offset).collect()
+}
+
+/// Offsets processed more than once, and offsets of `log` nobody processed.
+fn duplicates_and_lost(runs: &[BTreeSet<u64>], log: &[u64]) -> (usize, usize) {
+    let all: BTreeSet<u64> = runs.iter().flatten().copied().collect();
+    let total: usize = runs.iter().map(BTreeSet::len).sum();
+    let lost = log.iter().filter(|o| !all.contains(o)).count();
+    (total - all.len(), lost)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
+    const WAVE: u64 = 300_000;
+    let _turn = cluster_lock();
+    let stream = OwnedStream::on_cluster("cl-failover", 0).await;
+    let name = unique("cl-failover");
+
+    let mut publishing = Running::spawn(&mut producer(&stream, 1, WAVE, &unique("p")));
+    publishing.wait_for_line("Publishing", LIMIT);
+    let mut consuming = Running::spawn(&mut consumer(&stream, 2, &name));
+    consuming.wait_for_line("First message received", LIMIT);
+    let leader = leader_of(&stream.name, 2);
+    let killed_at = Instant::now();
+    let stopped = Stopped::kill(&[leader]);
+    publishing.wait_for_log(&["reconnected"], LIMIT);
+    let producer_failover = killed_at.elapsed();
+
+    let published = publishing.finish(LIMIT);
+    assert!(published.status.success(), "{}", stderr_of(&published));
+    let consumed = consuming.finish(LIMIT);
+    assert!(consumed.status.success(), "{}", stderr_of(&consumed));
+    assert_eq!(
+        summary_field(&stderr_of(&consumed), "marker").as_deref(),
+        Some("true")
+    );
+    stopped.start_again();
+
+    let expected: Vec<Vec<u8>> = wave_bodies(WAVE).collect();
+    let log = assert_exactly_once(&stream, &stream.name, &expected).await;
+    let processed = processed_offsets(&stderr_of(&consumed), &stream.name, &log);
+    let batches_total: u64 = stderr_of(&consumed)
+        .lines()
+        .filter(|l| l.contains(" processed "))
+        .filter_map(|l| l.split("count=").nth(1))
+        .filter_map(|c| c.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let (duplicates, lost) = duplicates_and_lost(&[processed.clone()], &log);
+    println!(
+        "leader c{leader} killed mid-wave: producer reconnected after {producer_failover:?}, \
+         reconnects producer {} consumer {}; stream holds {} of {WAVE} exactly once; consumer \
+         lost {lost}, duplicates {}",
+        summary_field(&stderr_of(&published), "reconnects").unwrap_or_default(),
+        summary_field(&stderr_of(&consumed), "reconnects").unwrap_or_default(),
+        log.len(),
+        batches_total - processed.len() as u64 + duplicates as u64,
+    );
+    assert_eq!(lost, 0, "the consumer missed messages");
+    assert_eq!(
+        batches_total,
+        processed.len() as u64,
+        "the consumer processed messages twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost_or_doubled() {
+    const WAVE: u64 = 200_000;
+    let _turn = cluster_lock();
+    let stream = OwnedStream::on_cluster("cl-quorum", 0).await;
+    let name = unique("cl-quorum");
+
+    let mut publishing = Running::spawn(&mut producer(&stream, 1, WAVE, &unique("p")));
+    publishing.wait_for_line("Publishing", LIMIT);
+    let mut consuming = Running::spawn(&mut consumer(&stream, 1, &name));
+    consuming.wait_for_line("First message received", LIMIT);
+    let leader = leader_of(&stream.name, 1);
+    let survivor = other_than(&[leader, if leader == 1 { 2 } else { 1 }]);
+    let lost_nodes: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
+    let stopped = Stopped::kill(&lost_nodes);
+    // The producer says why it cannot go on: no leader, or no confirmation, lost quorum.
+    publishing.wait_for_log(&["quorum"], Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let down_for = Instant::now();
+    stopped.start_again();
+    println!("nodes {lost_nodes:?} back after {:?}", down_for.elapsed());
+
+    let published = publishing.finish(LIMIT);
+    assert!(published.status.success(), "{}", stderr_of(&published));
+    let consumed = consuming.finish(LIMIT);
+    assert!(consumed.status.success(), "{}", stderr_of(&consumed));
+
+    let expected: Vec<Vec<u8>> = wave_bodies(WAVE).collect();
+    let log = assert_exactly_once(&stream, &stream.name, &expected).await;
+    let processed = processed_offsets(&stderr_of(&consumed), &stream.name, &log);
+    let (_, lost) = duplicates_and_lost(&[processed.clone()], &log);
+    let producer_log = stderr_of(&published);
+    let producer_said: Vec<&str> = producer_log
+        .lines()
+        .filter(|l| l.contains("quorum"))
+        .take(1)
+        .collect();
+    println!(
+        "lost nodes {lost_nodes:?} of 3 (leader c{leader}); the producer said: {producer_said:?}; \
+         stream holds {} of {WAVE} exactly once; consumer lost {lost}",
+        log.len()
+    );
+    assert_eq!(lost, 0, "the consumer missed messages");
+}
+
+/// The index of the wave's message in `body` (`hello12`, `marker99`), as the routing key.
+fn index_key(message: &Message) -> String {
+    let body = message.data().unwrap_or_default();
+    let digits: String = String::from_utf8_lossy(body)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits
+}
+
+/// Every message of the super stream `name`, read with the client's own super stream consumer:
+/// body → partition it was in.
+async fn read_super_stream(name: &str, expected: usize) -> BTreeMap<Vec<u8>, String> {
+    let env = require_cluster().await;
+    let mut reader = env
+        .super_stream_consumer()
+        .offset(OffsetSpecification::First)
+        .build(name)
+        .await
+        .unwrap();
+    let mut found = BTreeMap::new();
+    while found.len() < expected {
+        let Ok(Some(delivery)) = tokio::time::timeout(Duration::from_secs(10), reader.next()).await
+        else {
+            break;
+        };
+        let delivery = delivery.unwrap();
+        let body = delivery.message().data().unwrap_or_default().to_vec();
+        assert!(
+            found.insert(body, delivery.stream().clone()).is_none(),
+            "a message was read twice"
+        );
+    }
+    let _ = reader.handle().close().await;
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clients_own_super_stream_code_agrees_on_every_partition() {
+    const WAVE: u64 = 3_000;
+    let _turn = cluster_lock();
+    let ours = OwnedStream::on_cluster("cl-interop-ours", 3).await;
+    let theirs = OwnedStream::on_cluster("cl-interop-theirs", 3).await;
+    let published = Running::spawn(&mut producer(&ours, 1, WAVE, &unique("p"))).finish(LIMIT);
+    assert!(published.status.success(), "{}", stderr_of(&published));
+
+    // The same keys through the client's super stream producer and its murmur3 routing.
+    let env = require_cluster().await;
+    env.stream_creator()
+        .create_super_stream(&theirs.name, 3, None)
+        .await
+        .unwrap();
+    let mut reference = env
+        .super_stream_producer(RoutingStrategy::HashRoutingStrategy(
+            HashRoutingMurmurStrategy {
+                routing_extractor: &index_key,
+            },
+        ))
+        .build(&theirs.name)
+        .await
+        .unwrap();
+    let confirmed = Arc::new(AtomicU64::new(0));
+    for body in wave_bodies(WAVE) {
+        let confirmed = confirmed.clone();
+        reference
+            .send(Message::builder().body(body).build(), move |status| {
+                let confirmed = confirmed.clone();
+                async move {
+                    assert!(status.unwrap().confirmed());
+                    confirmed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while confirmed.load(Ordering::Relaxed) < WAVE {
+        assert!(
+            Instant::now() < deadline,
+            "the reference wave was not confirmed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = reference.close().await;
+
+    let ours_read = read_super_stream(&ours.name, WAVE as usize).await;
+    let theirs_read = read_super_stream(&theirs.name, WAVE as usize).await;
+    assert_eq!(
+        ours_read.len() as u64,
+        WAVE,
+        "our super stream is missing messages"
+    );
+    assert_eq!(theirs_read.len() as u64, WAVE);
+    let mut disagreements = 0;
+    let mut per_partition: BTreeMap<String, u64> = BTreeMap::new();
+    for (body, partition) in &ours_read {
+        let suffix = partition.rsplit('-').next().unwrap().to_owned();
+        let key = index_key(&Message::builder().body(body.clone()).build());
+        let reference_body = format!("hello{key}").into_bytes();
+        let marker_body = format!("marker{key}").into_bytes();
+        let theirs_partition = theirs_read
+            .get(&reference_body)
+            .or_else(|| theirs_read.get(&marker_body))
+            .unwrap();
+        if theirs_partition.rsplit('-').next().unwrap() != suffix {
+            disagreements += 1;
+        }
+        *per_partition.entry(partition.clone()).or_default() += 1;
+    }
+    println!(
+        "{WAVE} messages; per partition {per_partition:?}; disagreements with the client's \
+         murmur3 routing: {disagreements}"
+    );
+    assert_eq!(disagreements, 0);
+}
+
+/// Whether `member` is, by its own log, the active consumer of `partition` now.
+fn is_active(member: &Running, partition: &str) -> bool {
+    member
+        .logs(&[&format!("partition {partition}: "), "active in group"])
+        .last()
+        .is_some_and(|line| !line.contains("inactive in group"))
+}
+
+/// Times `member` became active on `partition`.
+fn activations(member: &Running, partition: &str) -> usize {
+    member
+        .logs(&[&format!("partition {partition}: "), "active in group"])
+        .iter()
+        .filter(|line| !line.contains("inactive in group"))
+        .count()
+}
+
+/// Waits until the group's stored offset of every partition is the partition's last offset.
+async fn await_stored_to_end(stream: &OwnedStream, group: &str) -> BTreeMap<String, Vec<u64>> {
+    let mut logs = BTreeMap::new();
+    for partition in stream.streams() {
+        let log: Vec<u64> = stream
+            .read_all(&partition)
+            .await
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect();
+        logs.insert(partition, log);
+    }
+    let deadline = Instant::now() + LIMIT;
+    for (partition, log) in &logs {
+        loop {
+            let stored = stream.stored_offset(group, partition).await;
+            if stored == log.last().copied() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{partition}: stored {stored:?}, its last offset is {:?}",
+                log.last()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigterm() {
+    const STORE_EVERY: u64 = 1000;
+    // A crash repeats at most what was processed since the last store: the tracker's bound.
+    const BOUND: usize = (STORE_EVERY + 512) as usize;
+    let _turn = cluster_lock();
+    let stream = OwnedStream::on_cluster("cl-group", 3).await;
+    let group = unique("cl-group");
+    let producer_name = unique("p");
+    let partitions = stream.streams();
+    let member = |first: u8| {
+        let mut cmd = consumer(&stream, first, &group);
+        cmd.env("OFFSET_TRACKING__CONSUMER__SINGLE_ACTIVE", "true")
+            .env(
+                "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+                STORE_EVERY.to_string(),
+            )
+            .env("OFFSET_TRACKING__TRACKER__STORE_EVERY", "1s");
+        cmd
+    };
+    let publish = |count: u64| Running::spawn(&mut producer(&stream, 1, count, &producer_name));
+
+    // Phase 1: three members share the three partitions.
+    let first_wave = publish(30_000).finish(LIMIT);
+    assert!(first_wave.status.success(), "{}", stderr_of(&first_wave));
+    let mut members: Vec<Running> = (1..=3u8).map(|n| Running::spawn(&mut member(n))).collect();
+    for running in &mut members {
+        running.wait_for_line("Started consuming", LIMIT);
+    }
+    await_stored_to_end(&stream, &group).await;
+    std::thread::sleep(Duration::from_secs(2));
+    for partition in &partitions {
+        let active: Vec<usize> = (0..3)
+            .filter(|&m| is_active(&members[m], partition))
+            .collect();
+        assert_eq!(active.len(), 1, "{partition} has active members {active:?}");
+    }
+    let spread: Vec<usize> = (0..3)
+        .map(|m| {
+            partitions
+                .iter()
+                .filter(|p| is_active(&members[m], p))
+                .count()
+        })
+        .collect();
+
+    // Phase 2: kill -9 the member active on the first partition, mid-wave.
+    let victim = (0..3)
+        .find(|&m| is_active(&members[m], &partitions[0]))
+        .unwrap();
+    let victim_partitions: Vec<String> = partitions
+        .iter()
+        .filter(|p| is_active(&members[victim], p))
+        .cloned()
+        .collect();
+    let before: Vec<usize> = (0..3)
+        .map(|m| activations(&members[m], &partitions[0]))
+        .collect();
+    let mut second_wave = publish(150_000);
+    second_wave.wait_for_line("Publishing", LIMIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    members[victim].signal("KILL");
+    let killed_at = Instant::now();
+    let failover = loop {
+        if (0..3).any(|m| m != victim && activations(&members[m], &partitions[0]) > before[m]) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no member took {} over",
+            partitions[0]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let second_wave = second_wave.finish(LIMIT);
+    assert!(second_wave.status.success(), "{}", stderr_of(&second_wave));
+    await_stored_to_end(&stream, &group).await;
+
+    // Phase 3: SIGTERM another member mid-wave: a clean handover.
+    let survivors: Vec<usize> = (0..3).filter(|&m| m != victim).collect();
+    let leaving = survivors[0];
+    let mut third_wave = publish(150_000);
+    third_wave.wait_for_line("Publishing", LIMIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    members[leaving].signal("TERM");
+    let third_wave = third_wave.finish(LIMIT);
+    assert!(third_wave.status.success(), "{}", stderr_of(&third_wave));
+    let logs = await_stored_to_end(&stream, &group).await;
+
+    for &m in &survivors {
+        members[m].signal("TERM");
+    }
+    let outputs: Vec<_> = members.into_iter().map(|m| m.finish(LIMIT)).collect();
+    for &m in &survivors {
+        assert!(
+            outputs[m].status.success(),
+            "SIGTERM must exit 0: {}",
+            stderr_of(&outputs[m])
+        );
+    }
+
+    let mut report = vec![];
+    for partition in &partitions {
+        let log = &logs[partition];
+        let runs: Vec<BTreeSet<u64>> = outputs
+            .iter()
+            .map(|out| processed_offsets(&stderr_of(out), partition, log))
+            .collect();
+        let (duplicates, lost) = duplicates_and_lost(&runs, log);
+        let others: Vec<BTreeSet<u64>> = (0..3)
+            .filter(|&m| m != victim)
+            .map(|m| runs[m].clone())
+            .collect();
+        let (duplicates_without_victim, _) = duplicates_and_lost(&others, log);
+        report.push(format!(
+            "{partition}: {} messages, lost {lost}, duplicates {duplicates} (after the kill -9; \
+             {duplicates_without_victim} otherwise)",
+            log.len()
+        ));
+        assert_eq!(lost, 0, "{partition}: messages lost");
+        assert!(
+            duplicates <= BOUND,
+            "{partition}: {duplicates} duplicates, bound {BOUND}"
+        );
+        assert_eq!(
+            duplicates_without_victim, 0,
+            "{partition}: the SIGTERM handover or a rebalance repeated messages"
+        );
+    }
+    println!(
+        "group of 3 on 3 partitions, spread {spread:?}; killed the member active on \
+         {victim_partitions:?}: {} taken over after {failover:?}; SIGTERM handover clean\n{}",
+        partitions[0],
+        report.join("\n")
+    );
+}
