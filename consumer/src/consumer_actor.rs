@@ -279,6 +279,20 @@ fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
     }
 }
 
+/// The offset of the stream's last message, read through a fresh environment (the one the
+/// subscription knows may point at a node that is gone).
+async fn stream_end(subscription: &Subscription) -> Result<Option<u64>> {
+    let environment = connection::environment(&subscription.broker, "stream check").await?;
+    connection::delivered_offset(
+        &environment,
+        &subscription.stream,
+        OffsetSpec::Last,
+        true,
+        Duration::from_millis(300),
+    )
+    .await
+}
+
 /// What a run did, sent once when the actor stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -351,6 +365,8 @@ pub struct ConsumerActor<H: Handler> {
     shared_count: Option<Arc<AtomicU64>>,
     /// The last stream check found the stream without a leader.
     unavailable: bool,
+    /// When the stream was last checked (at most once per `IDLE_CHECK`).
+    last_check_at: Instant,
 }
 
 impl<H: Handler> ConsumerActor<H> {
@@ -389,6 +405,7 @@ impl<H: Handler> ConsumerActor<H> {
             group_updates: None,
             shared_count: None,
             unavailable: false,
+            last_check_at: Instant::now(),
         }
     }
 
@@ -696,19 +713,52 @@ impl<H: Handler> ConsumerActor<H> {
 
     /// Idle for a while: is the stream still there, and available?
     fn check_stream(&mut self, ctx: &mut Context<Self>) {
-        if self.phase != Phase::Consuming || self.last_delivery_at.elapsed() < IDLE_CHECK {
+        if self.phase != Phase::Consuming
+            || self.last_delivery_at.elapsed() < IDLE_CHECK
+            || self.last_check_at.elapsed() < IDLE_CHECK
+        {
             return;
         }
-        self.last_delivery_at = Instant::now();
+        self.last_check_at = Instant::now();
         let subscription = self.subscription.clone();
+        // Only an active subscription is expected to receive what the stream holds.
+        let expecting = self.active;
         let check = async move {
             let client = connection::client(&subscription.broker, "stream check").await?;
             let state = connection::stream_state(&client, &subscription.stream).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
-            state
+            let end = match state {
+                Ok(StreamState::Available) if expecting => {
+                    stream_end(&subscription).await.unwrap_or_default()
+                }
+                _ => None,
+            };
+            state.map(|state| (state, end))
         };
-        ctx.spawn(check.into_actor(self).map(|state, actor, ctx| {
+        ctx.spawn(check.into_actor(self).map(|checked, actor, ctx| {
             let stream = &actor.subscription.stream;
+            let state = checked.map(|(state, end)| {
+                if let Some(end) = end {
+                    actor.stream_end = Some(end);
+                }
+                state
+            });
+            let behind = actor.active
+                && actor.phase == Phase::Consuming
+                && actor.last_delivery_at.elapsed() >= IDLE_CHECK
+                && matches!(
+                    (actor.stream_end, actor.outcome.last_offset.or(actor.min_offset.map(|m| m.saturating_sub(1)))),
+                    (Some(end), Some(at)) if end > at
+                );
+            if matches!(state, Ok(StreamState::Available)) && behind {
+                // The client ignores the broker's notice that the stream moved (a new leader,
+                // a replica restarted): the subscription is alive but gets nothing.
+                actor.reconnect(
+                    "no delivery while the stream holds more; the broker moved the stream".into(),
+                    ctx,
+                );
+                return;
+            }
             match state {
                 Ok(StreamState::Missing) => {
                     let err = Error::ConsumeStopped {

@@ -483,6 +483,9 @@ pub async fn stream_state(client: &Client, stream: &str) -> Result<StreamState> 
         Ok(_) | Err(ClientError::RequestError(ResponseCode::OffsetNotFound)) => {
             Ok(StreamState::Available)
         }
+        // RabbitMQ 4.0 drops the connection on this query when the stream's quorum is lost
+        // (a missing stream gets a clean answer).
+        Err(ClientError::ConnectionClosed) => Ok(StreamState::Unavailable),
         Err(err) => Err(Error::Broker {
             what: "cannot check the stream",
             stream: stream.to_owned(),
