@@ -145,7 +145,7 @@ fn duplicates_and_lost(runs: &[BTreeSet<u64>], log: &[u64]) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
     const WAVE: u64 = 300_000;
-    let _turn = cluster_lock();
+    let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-failover", 0).await;
     let name = unique("cl-failover");
 
@@ -179,7 +179,7 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
         .filter_map(|l| l.split("count=").nth(1))
         .filter_map(|c| c.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    let (duplicates, lost) = duplicates_and_lost(&[processed.clone()], &log);
+    let (duplicates, lost) = duplicates_and_lost(std::slice::from_ref(&processed), &log);
     println!(
         "leader c{leader} killed mid-wave: producer reconnected after {producer_failover:?}, \
          reconnects producer {} consumer {}; stream holds {} of {WAVE} exactly once; consumer \
@@ -200,7 +200,7 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
 #[tokio::test(flavor = "multi_thread")]
 async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost_or_doubled() {
     const WAVE: u64 = 400_000;
-    let _turn = cluster_lock();
+    let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-2down", 0).await;
     let name = unique("cl-2down");
 
@@ -228,7 +228,7 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
     let expected: Vec<Vec<u8>> = wave_bodies(WAVE).collect();
     let log = assert_exactly_once(&stream, &stream.name, &expected).await;
     let processed = processed_offsets(&stderr_of(&consumed), &stream.name, &log);
-    let (_, lost) = duplicates_and_lost(&[processed.clone()], &log);
+    let (_, lost) = duplicates_and_lost(std::slice::from_ref(&processed), &log);
     let producer_log = stderr_of(&published);
     let producer_said: Vec<&str> = producer_log
         .lines()
@@ -283,7 +283,7 @@ async fn read_super_stream(name: &str, expected: usize) -> BTreeMap<Vec<u8>, Str
 #[tokio::test(flavor = "multi_thread")]
 async fn the_clients_own_super_stream_code_agrees_on_every_partition() {
     const WAVE: u64 = 3_000;
-    let _turn = cluster_lock();
+    let _turn = cluster_lock().await;
     let ours = OwnedStream::on_cluster("cl-interop-ours", 3).await;
     let theirs = OwnedStream::on_cluster("cl-interop-theirs", 3).await;
     let published = Running::spawn(&mut producer(&ours, 1, WAVE, &unique("p"))).finish(LIMIT);
@@ -411,7 +411,7 @@ async fn a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigte
     const STORE_EVERY: u64 = 1000;
     // A crash repeats at most what was processed since the last store: the tracker's bound.
     const BOUND: usize = (STORE_EVERY + 512) as usize;
-    let _turn = cluster_lock();
+    let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-group", 3).await;
     let group = unique("cl-group");
     let producer_name = unique("p");

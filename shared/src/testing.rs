@@ -738,9 +738,9 @@ pub fn cluster_script(args: &[&str]) -> String {
 }
 
 /// Serialises the tests that stop cluster nodes (each test binary runs its tests on threads).
-pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn cluster_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// The node (1, 2 or 3) leading `stream` now, as the running node `ask` sees it.
