@@ -19,7 +19,7 @@
 //!   connection before answering the broker, so the next member starts right after it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,8 @@ pub enum GroupUpdate {
     /// Now active. `stored`: the group's stored offset as the callback read it on the
     /// subscription's connection (`None`: the query failed). Replies where to start.
     Active {
+        /// The subscription it is about.
+        membership: Membership,
         /// `Some(None)`: nothing stored yet.
         stored: Option<Option<u64>>,
         /// Where the broker is to start delivering.
@@ -83,9 +85,44 @@ pub enum GroupUpdate {
     /// No longer active. Replies the last offset processed while active, flushed by the tracker
     /// (`None`: nothing processed in this activation).
     Inactive {
+        /// The subscription it is about.
+        membership: Membership,
         /// The offset for the callback to store before it answers.
         reply: oneshot::Sender<Option<u64>>,
     },
+}
+
+/// Whether one subscription is its group's active member, as the broker's updates say.
+///
+/// The client runs each consumer update on a task of its own, so two updates that follow each
+/// other closely can reach us in either order. The broker's updates to a subscription alternate,
+/// starting with "active": counting them (+1 active, −1 inactive) gives the current state
+/// whatever order they are counted in.
+#[derive(Debug, Clone, Default)]
+pub struct Membership(Arc<AtomicI64>);
+
+impl Membership {
+    fn note(&self, active: bool) {
+        self.0
+            .fetch_add(if active { 1 } else { -1 }, Ordering::AcqRel);
+    }
+
+    /// Active now, by every update received so far.
+    pub fn is_active(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    fn same(&self, other: &Membership) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A subscription just made: the client's consumer and, in a group, its membership.
+pub struct Subscribed {
+    /// The client's consumer.
+    pub consumer: Consumer,
+    /// In a group: whether the broker made this subscription active.
+    pub membership: Option<Membership>,
 }
 
 /// The client's consumer-update callback type (its own alias is not exported).
@@ -107,10 +144,13 @@ pub struct Group {
 impl Group {
     /// The client's consumer-update callback: tells the actor, and on deactivation stores the
     /// last processed offset on the subscription's own connection before the broker hears back.
-    fn listener(&self) -> UpdateListener {
+    fn listener(&self, membership: Membership) -> UpdateListener {
         let updates = self.updates.clone();
         Arc::new(move |active: u8, context: MessageContext| {
             let updates = updates.clone();
+            let membership = membership.clone();
+            // Counted at once, in whatever order the client's tasks run (see `Membership`).
+            membership.note(active != 0);
             async move {
                 let (name, stream, client) = (context.name(), context.stream(), context.client());
                 if active != 0 {
@@ -123,7 +163,11 @@ impl Group {
                     };
                     let (reply, start) = oneshot::channel();
                     if updates
-                        .unbounded_send(GroupUpdate::Active { stored, reply })
+                        .unbounded_send(GroupUpdate::Active {
+                            membership,
+                            stored,
+                            reply,
+                        })
                         .is_err()
                     {
                         return OffsetSpecification::Next;
@@ -135,7 +179,7 @@ impl Group {
                 } else {
                     let (reply, last) = oneshot::channel();
                     if updates
-                        .unbounded_send(GroupUpdate::Inactive { reply })
+                        .unbounded_send(GroupUpdate::Inactive { membership, reply })
                         .is_ok()
                     {
                         if let Ok(Some(last)) = last.await {
@@ -199,14 +243,15 @@ pub struct Subscription {
 impl Subscription {
     /// Attaches a named consumer at `position` (in a group, where the broker's consumer update
     /// says instead).
-    pub async fn subscribe(&self, position: OffsetSpec) -> Result<Consumer> {
+    pub async fn subscribe(&self, position: OffsetSpec) -> Result<Subscribed> {
+        let membership = self.group.as_ref().map(|_| Membership::default());
         let mut builder = self
             .environment
             .consumer()
             .name(&self.name)
             .offset(position.to_client())
             .client_provided_name(&format!("consumer {}", self.name));
-        if let Some(group) = &self.group {
+        if let (Some(group), Some(membership)) = (&self.group, &membership) {
             let mut properties = HashMap::new();
             if let Some(super_stream) = &group.super_stream {
                 // Makes the broker spread the super stream's partitions over the group.
@@ -215,7 +260,7 @@ impl Subscription {
             builder = builder
                 .enable_single_active_consumer(true)
                 .properties(properties)
-                .consumer_update_arc(Some(group.listener()));
+                .consumer_update_arc(Some(group.listener(membership.clone())));
         }
         let build = builder.build(&self.stream);
         match connection::build_within_deadline(
@@ -227,10 +272,14 @@ impl Subscription {
         .await?
         .map_err(|err| subscribe_error(&self.stream, err))
         {
+            Ok(consumer) => Ok(Subscribed {
+                consumer,
+                membership,
+            }),
             Err(Error::StreamNotFound { stream }) => {
                 Err(connection::confirm_missing(&self.broker, "cannot subscribe", &stream).await)
             }
-            other => other,
+            Err(err) => Err(err),
         }
     }
 
@@ -339,7 +388,7 @@ enum Phase {
 pub struct ConsumerActor<H: Handler> {
     handler: H,
     subscription: Subscription,
-    initial: Option<Consumer>,
+    initial: Option<Subscribed>,
     epoch: u64,
     handle: Option<ConsumerHandle>,
     tracker: TrackerLink,
@@ -361,6 +410,8 @@ pub struct ConsumerActor<H: Handler> {
     /// The last offset processed in the current activation.
     activation_last: Option<u64>,
     group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
+    /// The current subscription's group membership.
+    membership: Option<Membership>,
     /// Shared with the process's progress display when several partitions are consumed.
     shared_count: Option<Arc<AtomicU64>>,
     /// The last stream check found the stream without a leader.
@@ -376,7 +427,7 @@ impl<H: Handler> ConsumerActor<H> {
     pub fn new(
         handler: H,
         subscription: Subscription,
-        initial: Consumer,
+        initial: Subscribed,
         tracker: TrackerLink,
         shutdown: CancellationToken,
         done: oneshot::Sender<Result<Outcome>>,
@@ -403,6 +454,7 @@ impl<H: Handler> ConsumerActor<H> {
             min_offset: None,
             activation_last: None,
             group_updates: None,
+            membership: None,
             shared_count: None,
             unavailable: false,
             last_check_at: Instant::now(),
@@ -426,7 +478,16 @@ impl<H: Handler> ConsumerActor<H> {
 
     /// Feeds `consumer`'s deliveries into this actor, tagged so that a stale subscription's
     /// leftovers are recognised after a reconnect.
-    fn attach(&mut self, consumer: Consumer, ctx: &mut Context<Self>) {
+    fn attach(&mut self, subscribed: Subscribed, ctx: &mut Context<Self>) {
+        let Subscribed {
+            consumer,
+            membership,
+        } = subscribed;
+        if membership.is_some() {
+            // Active only once the broker says so (perhaps already: `membership` counts).
+            self.active = false;
+        }
+        self.membership = membership;
         self.epoch += 1;
         self.handle = Some(consumer.handle());
         self.phase = Phase::Consuming;
@@ -946,12 +1007,44 @@ impl<H: Handler> ConsumerActor<H> {
 
 impl<H: Handler> StreamHandler<GroupUpdate> for ConsumerActor<H> {
     fn handle(&mut self, update: GroupUpdate, ctx: &mut Self::Context) {
+        let current = |membership: &Membership, actor: &Self| {
+            actor
+                .membership
+                .as_ref()
+                .is_some_and(|m| m.same(membership))
+        };
         match update {
-            GroupUpdate::Active { stored, reply } => {
-                let start = self.become_active(stored);
-                let _ = reply.send(start);
+            // An update for a subscription this actor has left (after a reconnect): no effect.
+            GroupUpdate::Active {
+                membership, reply, ..
+            } if !current(&membership, self) => {
+                let _ = reply.send(self.resume_position());
             }
-            GroupUpdate::Inactive { reply } => self.become_inactive(reply, ctx),
+            GroupUpdate::Inactive { membership, reply } if !current(&membership, self) => {
+                let _ = reply.send(None);
+            }
+            GroupUpdate::Active {
+                membership,
+                stored,
+                reply,
+            } => {
+                if self.active || !membership.is_active() {
+                    // Already active, or the broker has taken this activation back (its
+                    // "inactive" was counted first): nothing changes here.
+                    let start = start_position(stored.flatten(), self.subscription.start);
+                    let _ = reply.send(start);
+                } else {
+                    let start = self.become_active(stored);
+                    let _ = reply.send(start);
+                }
+            }
+            GroupUpdate::Inactive { reply, .. } => {
+                if self.active {
+                    self.become_inactive(reply, ctx);
+                } else {
+                    let _ = reply.send(None);
+                }
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix::{Actor, Recipient};
 use futures::channel::mpsc;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rabbitmq_stream_client::{Consumer, Environment};
+use rabbitmq_stream_client::Environment;
 use shared::config::{OffsetStoreKind, Settings, SinkKind, TrackerSettings};
 use shared::connection;
 use shared::error::{Error, Result};
@@ -25,7 +25,8 @@ use tracker::sqlite::{Database, SqliteThenBroker};
 use tracker::{BrokerStore, Close, OffsetStore, Tracker};
 
 pub use consumer_actor::{
-    start_position, ConsumerActor, Group, GroupUpdate, Outcome, Subscription, TrackerLink,
+    start_position, ConsumerActor, Group, GroupUpdate, Membership, Outcome, Subscribed,
+    Subscription, TrackerLink,
 };
 pub use handler::{Handled, Handler, TutorialHandler};
 pub use sqlite_sink::SqliteSink;
@@ -188,7 +189,7 @@ where
 /// One partition, subscribed and ready to run.
 struct Prepared {
     subscription: Subscription,
-    initial: Consumer,
+    initial: Subscribed,
     tracker: TrackerHandles,
     group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
 }

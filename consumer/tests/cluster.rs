@@ -367,15 +367,6 @@ fn is_active(member: &Running, partition: &str) -> bool {
         .is_some_and(|line| !line.contains("inactive in group"))
 }
 
-/// Times `member` became active on `partition`.
-fn activations(member: &Running, partition: &str) -> usize {
-    member
-        .logs(&[&format!("partition {partition}: "), "active in group"])
-        .iter()
-        .filter(|line| !line.contains("inactive in group"))
-        .count()
-}
-
 /// Waits until the group's stored offset of every partition is the partition's last offset.
 async fn await_stored_to_end(stream: &OwnedStream, group: &str) -> BTreeMap<String, Vec<u64>> {
     let mut logs = BTreeMap::new();
@@ -470,20 +461,31 @@ async fn a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigte
         .filter(|p| is_active(&members[victim], p))
         .cloned()
         .collect();
-    let before: Vec<usize> = (0..3)
-        .map(|m| activations(&members[m], &partitions[0]))
-        .collect();
     let mut second_wave = publish(150_000);
     second_wave.wait_for_line("Publishing", LIMIT);
     std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = chrono::Utc::now();
     members[victim].signal("KILL");
-    let killed_at = Instant::now();
+    // From the kill to the first activation on that partition another member logged after it.
+    let taken_over = format!("partition {}: active in group", partitions[0]);
     let failover = loop {
-        if (0..3).any(|m| m != victim && activations(&members[m], &partitions[0]) > before[m]) {
-            break killed_at.elapsed();
+        let activation = (0..3)
+            .filter(|&m| m != victim)
+            .flat_map(|m| members[m].logs(&[&taken_over]))
+            .filter_map(|line| {
+                chrono::DateTime::parse_from_rfc3339(line.split_whitespace().next()?).ok()
+            })
+            .find(|at| *at > killed_at);
+        if let Some(at) = activation {
+            break (at.with_timezone(&chrono::Utc) - killed_at)
+                .to_std()
+                .unwrap_or_default();
         }
+        let waited = (chrono::Utc::now() - killed_at)
+            .to_std()
+            .unwrap_or_default();
         assert!(
-            killed_at.elapsed() < Duration::from_secs(60),
+            waited < Duration::from_secs(60),
             "no member took {} over",
             partitions[0]
         );

@@ -722,6 +722,54 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_scaling_out_keys_and_names_bad_ones() {
+        let f = file_with(
+            r#"
+            [broker]
+            hosts = ["a:5561", "b:5562"]
+            [stream]
+            partitions = 3
+            initial_cluster_size = 2
+            [producer]
+            routing_key = "order-{index}"
+            [consumer]
+            single_active = true
+            "#,
+        );
+        let s = Settings::load(Some(f.path())).unwrap();
+        let endpoints: Vec<String> = s.broker.endpoints().iter().map(|e| e.to_string()).collect();
+        assert_eq!(endpoints, ["a:5561", "b:5562"]);
+        assert_eq!(s.broker.endpoint(), "a:5561, b:5562");
+        assert_eq!(s.stream.partitions, 3);
+        assert_eq!(s.stream.initial_cluster_size, Some(2));
+        assert_eq!(s.producer.routing_key, "order-{index}");
+        assert!(s.consumer.single_active);
+
+        for (text, key) in [
+            ("[broker]\nhosts = [\"a:1\", \"b\"]", "broker.hosts[1]"),
+            ("[broker]\nhosts = [\"a:0\"]", "broker.hosts[0]"),
+            (
+                "[stream]\ninitial_cluster_size = 0",
+                "stream.initial_cluster_size",
+            ),
+            ("[stream]\npartitions = 100000", "stream.partitions"),
+            ("[producer]\nrouting_key = \"k\"", "producer.routing_key"),
+            (
+                "[stream]\npartitions = 2\n[tracker]\nstore = \"sqlite\"",
+                "stream.partitions",
+            ),
+            (
+                "[consumer]\nsingle_active = true\n[tracker]\nstore = \"sqlite\"",
+                "consumer.single_active",
+            ),
+        ] {
+            let f = file_with(text);
+            let err = Settings::load(Some(f.path())).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_wrong_types_and_bad_specs_name_the_key() {
         let cases = [
             (

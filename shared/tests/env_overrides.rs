@@ -25,6 +25,11 @@ fn the_environment_overrides_the_file() {
             "timestamp:1970-01-01T00:00:02Z",
         ),
         ("OFFSET_TRACKING__TRACKER__STORE_EVERY", "2s"),
+        (
+            "OFFSET_TRACKING__BROKER__HOSTS",
+            "localhost:5561,localhost:5562",
+        ),
+        ("OFFSET_TRACKING__STREAM__PARTITIONS", "3"),
     ];
     for (key, value) in overrides {
         std::env::set_var(key, value);
@@ -35,6 +40,9 @@ fn the_environment_overrides_the_file() {
     assert_eq!(s.producer.message_count, 6);
     assert_eq!(s.consumer.offset, OffsetSpec::Timestamp(2000));
     assert_eq!(s.tracker.store_every, Duration::from_secs(2));
+    // A list, comma-separated.
+    assert_eq!(s.broker.hosts, ["localhost:5561", "localhost:5562"]);
+    assert_eq!(s.stream.partitions, 3);
     // Keys the environment does not name come from the file.
     assert_eq!(s.tracker.store_every_messages, 3);
 
