@@ -38,7 +38,7 @@ use crate::handler::{Handled, Handler};
 use shared::connection::StreamState;
 use shared::offset_spec::show_offset;
 use shared::progress::{self, Reporter};
-use shared::{connection, OffsetSpec};
+use shared::{connection, routing, OffsetSpec};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -296,10 +296,11 @@ impl Subscription {
 
     /// "partition s-0: " on a super stream, nothing on a plain stream.
     fn label(&self) -> String {
-        match self.group.as_ref().and_then(|g| g.super_stream.as_ref()) {
-            Some(_) => format!("partition {}: ", self.stream),
-            None => String::new(),
-        }
+        let partitioned = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.super_stream.is_some());
+        routing::partition_label(&self.stream, partitioned)
     }
 }
 
@@ -328,13 +329,11 @@ fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
     }
 }
 
-/// The offset of the stream's last message, read through a fresh environment (the one the
-/// subscription knows may point at a node that is gone).
-async fn stream_end(subscription: &Subscription) -> Result<Option<u64>> {
-    let environment = connection::environment(&subscription.broker, "stream check").await?;
+/// The offset of `stream`'s last message, read on a subscription of its own.
+async fn stream_end(environment: &Environment, stream: &str) -> Result<Option<u64>> {
     connection::delivered_offset(
-        &environment,
-        &subscription.stream,
+        environment,
+        stream,
         OffsetSpec::Last,
         true,
         Duration::from_millis(300),
@@ -747,16 +746,8 @@ impl<H: Handler> ConsumerActor<H> {
         }
         self.probing_end = true;
         let subscription = self.subscription.clone();
-        let probe = async move {
-            connection::delivered_offset(
-                &subscription.environment,
-                &subscription.stream,
-                OffsetSpec::Last,
-                true,
-                Duration::from_millis(300),
-            )
-            .await
-        };
+        let probe =
+            async move { stream_end(&subscription.environment, &subscription.stream).await };
         ctx.spawn(probe.into_actor(self).map(|end, actor, _| {
             actor.probing_end = false;
             match end {
@@ -790,7 +781,14 @@ impl<H: Handler> ConsumerActor<H> {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
             let end = match state {
                 Ok(StreamState::Available) if expecting => {
-                    stream_end(&subscription).await.unwrap_or_default()
+                    // Through a fresh environment: the subscription's may know a node that is gone.
+                    let fresh = connection::environment(&subscription.broker, "stream check").await;
+                    match fresh {
+                        Ok(environment) => stream_end(&environment, &subscription.stream)
+                            .await
+                            .unwrap_or_default(),
+                        Err(_) => None,
+                    }
                 }
                 _ => None,
             };

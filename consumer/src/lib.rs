@@ -204,11 +204,7 @@ async fn prepare(
     replay: bool,
 ) -> Result<Prepared> {
     let name = settings.consumer.name.as_str();
-    let label = if partitioned {
-        format!("partition {stream}: ")
-    } else {
-        String::new()
-    };
+    let label = shared::routing::partition_label(stream, partitioned);
     // The tracker's own connection: stores never travel on the delivery connection.
     let store_client = connection::client(&settings.broker, &format!("tracker {name}")).await?;
     let broker_stored = connection::stored_offset(&store_client, name, stream).await?;

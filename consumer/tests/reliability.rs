@@ -2,12 +2,13 @@
 //! nothing and repeats at most what was processed since the last store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
 use shared::testing::{
-    kill_loop, named_consumer, stderr_of, summary_field, unique, Running, TestStream,
+    kill_loop, named_consumer, processed_offsets, stderr_of, summary_field, unique, Running,
+    TestStream,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -18,27 +19,6 @@ fn consumer(stream: &str, name: &str) -> Command {
     // One debug line per processed batch: what this run processed, for the checks below.
     cmd.env("RUST_LOG", "info,consumer::processed=debug");
     cmd
-}
-
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-}
-
-/// The offsets a run processed, from its per-batch lines (`last=… count=…`) and the stream's log.
-fn processed_offsets(stderr: &str, log: &[u64]) -> BTreeSet<u64> {
-    let index: HashMap<u64, usize> = log.iter().enumerate().map(|(i, o)| (*o, i)).collect();
-    let mut seen = BTreeSet::new();
-    for line in stderr.lines().filter(|l| l.contains(" processed ")) {
-        let (Some(last), Some(count)) = (field(line, "last"), field(line, "count")) else {
-            continue; // a line cut short by kill -9
-        };
-        let end = index[&last];
-        let start = end + 1 - count as usize;
-        seen.extend(&log[start..=end]);
-    }
-    seen
 }
 
 #[tokio::test]
@@ -57,7 +37,7 @@ async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
         "SIGTERM must exit 0: {}",
         stderr_of(&first)
     );
-    let first_seen = processed_offsets(&stderr_of(&first), &log);
+    let first_seen = processed_offsets(&stderr_of(&first), &stream.name, &log);
     let first_last = *first_seen.last().unwrap();
     assert!(
         (first_seen.len() as u64) < WAVE,
@@ -71,7 +51,7 @@ async fn sigterm_mid_wave_then_restart_repeats_and_loses_nothing() {
 
     let second = Running::spawn(&mut consumer(&stream.name, &name)).finish(LIMIT);
     assert!(second.status.success(), "{}", stderr_of(&second));
-    let second_seen = processed_offsets(&stderr_of(&second), &log);
+    let second_seen = processed_offsets(&stderr_of(&second), &stream.name, &log);
     assert!(
         first_seen.is_disjoint(&second_seen),
         "duplicates after SIGTERM"
@@ -125,7 +105,7 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
     let runs: Vec<BTreeSet<u64>> = outcome
         .runs
         .iter()
-        .map(|out| processed_offsets(&stderr_of(out), &log))
+        .map(|out| processed_offsets(&stderr_of(out), &stream.name, &log))
         .collect();
 
     let all: BTreeSet<u64> = runs.iter().flatten().copied().collect();

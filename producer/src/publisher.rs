@@ -147,10 +147,7 @@ impl Lane {
 
     /// "partition s-1: " on a super stream, nothing on a plain stream.
     fn label(&self) -> String {
-        match self.partition {
-            None => String::new(),
-            Some(_) => format!("partition {}: ", self.stream),
-        }
+        routing::partition_label(&self.stream, self.partition.is_some())
     }
 }
 

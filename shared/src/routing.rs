@@ -28,6 +28,15 @@ pub fn indices_of(
     (0..count).filter(move |&i| partition_of(&routing_key(template, i), partitions) == partition)
 }
 
+/// `"partition s-0: "` to start a message about one partition; nothing for a plain stream.
+pub fn partition_label(stream: &str, partitioned: bool) -> String {
+    if partitioned {
+        format!("partition {stream}: ")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

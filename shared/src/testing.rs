@@ -240,22 +240,7 @@ impl TestStream {
     /// Every message now in the stream, as (offset, body), read with the raw client from the start
     /// until nothing more arrives for a second.
     pub async fn read_all(&self) -> Vec<(u64, Vec<u8>)> {
-        let mut consumer = self
-            .env
-            .consumer()
-            .offset(OffsetSpecification::First)
-            .build(&self.name)
-            .await
-            .unwrap();
-        let mut out = vec![];
-        while let Ok(Some(delivery)) =
-            tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
-        {
-            let d = delivery.unwrap();
-            out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
-        }
-        let _ = consumer.handle().close().await;
-        out
+        read_stream(&self.env, &self.name, Duration::from_secs(1)).await
     }
 
     /// The offsets of every message now in the stream, in order.
@@ -292,19 +277,40 @@ impl TestStream {
 impl Drop for TestStream {
     fn drop(&mut self) {
         let (env, name) = (self.env.clone(), self.name.clone());
-        // Drop cannot await: delete on a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(10), env.delete_stream(&name)).await;
-            });
-        })
-        .join();
+        block_on_own_thread(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), env.delete_stream(&name)).await;
+        });
     }
+}
+
+/// Runs `work` to completion on a thread with a runtime of its own: `Drop` cannot await.
+fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work);
+    })
+    .join();
+}
+
+/// Every message of `stream` as (offset, body), read with the raw client from the start until
+/// nothing more arrives for `quiet`.
+async fn read_stream(env: &Environment, stream: &str, quiet: Duration) -> Vec<(u64, Vec<u8>)> {
+    let mut consumer = env
+        .consumer()
+        .offset(OffsetSpecification::First)
+        .build(stream)
+        .await
+        .unwrap();
+    let mut out = vec![];
+    while let Ok(Some(delivery)) = tokio::time::timeout(quiet, consumer.next()).await {
+        let d = delivery.unwrap();
+        out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
+    }
+    let _ = consumer.handle().close().await;
+    out
 }
 
 async fn publish_raw(
@@ -809,21 +815,7 @@ impl OwnedStream {
     /// nothing more arrives for two seconds (through any node that answers).
     pub async fn read_all(&self, stream: &str) -> Vec<(u64, Vec<u8>)> {
         let env = connection::environment(&self.broker, "test").await.unwrap();
-        let mut consumer = env
-            .consumer()
-            .offset(OffsetSpecification::First)
-            .build(stream)
-            .await
-            .unwrap();
-        let mut out = vec![];
-        while let Ok(Some(delivery)) =
-            tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
-        {
-            let d = delivery.unwrap();
-            out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
-        }
-        let _ = consumer.handle().close().await;
-        out
+        read_stream(&env, stream, Duration::from_secs(2)).await
     }
 
     /// The offset stored for `consumer` on `stream`, if any.
@@ -845,26 +837,19 @@ impl OwnedStream {
 impl Drop for OwnedStream {
     fn drop(&mut self) {
         let (env, name, partitions) = (self.env.clone(), self.name.clone(), self.partitions);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let limit = Duration::from_secs(20);
-                if partitions == 0 {
-                    let _ = tokio::time::timeout(limit, env.delete_stream(&name)).await;
-                } else {
-                    let _ = tokio::time::timeout(limit, env.delete_super_stream(&name)).await;
-                    // A partition left behind (one the super stream no longer lists).
-                    for p in 0..partitions {
-                        let partition = format!("{name}-{p}");
-                        let _ = tokio::time::timeout(limit, env.delete_stream(&partition)).await;
-                    }
+        block_on_own_thread(async move {
+            let limit = Duration::from_secs(20);
+            if partitions == 0 {
+                let _ = tokio::time::timeout(limit, env.delete_stream(&name)).await;
+            } else {
+                let _ = tokio::time::timeout(limit, env.delete_super_stream(&name)).await;
+                // A partition left behind (one the super stream no longer lists).
+                for p in 0..partitions {
+                    let partition = format!("{name}-{p}");
+                    let _ = tokio::time::timeout(limit, env.delete_stream(&partition)).await;
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
