@@ -926,7 +926,8 @@ impl<H: Handler> Actor for ConsumerActor<H> {
                     actor.finish(None, ctx);
                 }),
         );
-        ctx.run_interval(IDLE_CHECK, |actor, ctx| actor.check_stream(ctx));
+        // Ticks often; `check_stream` itself waits for IDLE_CHECK of silence and between checks.
+        ctx.run_interval(Duration::from_secs(1), |actor, ctx| actor.check_stream(ctx));
         ctx.run_interval(progress::TICK, |actor, _| {
             if actor.phase == Phase::Finishing || actor.shared_count.is_some() {
                 return;

@@ -156,6 +156,7 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
     consuming.wait_for_line("First message received", LIMIT);
     let leader = leader_of(&stream.name, 2);
     let killed_at = Instant::now();
+    let killed_wall = chrono::Utc::now();
     let stopped = Stopped::kill(&[leader]);
     publishing.wait_for_log(&["reconnected"], LIMIT);
     let producer_failover = killed_at.elapsed();
@@ -180,8 +181,22 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
         .filter_map(|c| c.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     let (duplicates, lost) = duplicates_and_lost(std::slice::from_ref(&processed), &log);
+    // When the consumer subscribed again, if it had to (its replica may have survived).
+    let consumer_failover = stderr_of(&consumed)
+        .lines()
+        .filter(|line| line.contains("subscribed again"))
+        .filter_map(|line| {
+            chrono::DateTime::parse_from_rfc3339(line.split_whitespace().next()?).ok()
+        })
+        .find(|at| *at > killed_wall)
+        .map(|at| {
+            (at.with_timezone(&chrono::Utc) - killed_wall)
+                .to_std()
+                .unwrap_or_default()
+        });
     println!(
         "leader c{leader} killed mid-wave: producer reconnected after {producer_failover:?}, \
+         consumer subscribed again after {consumer_failover:?}; \
          reconnects producer {} consumer {}; stream holds {} of {WAVE} exactly once; consumer \
          lost {lost}, duplicates {}",
         summary_field(&stderr_of(&published), "reconnects").unwrap_or_default(),
