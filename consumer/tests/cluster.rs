@@ -134,6 +134,22 @@ async fn assert_exactly_once(stream: &OwnedStream, name: &str, expected: &[Vec<u
     messages.into_iter().map(|(offset, _)| offset).collect()
 }
 
+/// A consumer through node `consumer_node` and a named producer of `wave` messages through
+/// node 1, both running, the consumer having received its first message: the wave is under way.
+fn wave_under_way(
+    stream: &OwnedStream,
+    consumer_node: u8,
+    wave: u64,
+    name: &str,
+) -> (Running, Running) {
+    // The consumer first (it creates the stream), so that the wave is under way when this returns.
+    let mut consuming = Running::spawn(&mut consumer(stream, consumer_node, name));
+    consuming.wait_for_line("Started consuming", LIMIT);
+    let publishing = Running::spawn(&mut producer(stream, 1, wave, &unique("p")));
+    consuming.wait_for_line("First message received", LIMIT);
+    (consuming, publishing)
+}
+
 /// Offsets processed more than once, and offsets of `log` nobody processed.
 fn duplicates_and_lost(runs: &[BTreeSet<u64>], log: &[u64]) -> (usize, usize) {
     let all: BTreeSet<u64> = runs.iter().flatten().copied().collect();
@@ -149,11 +165,7 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
     let stream = OwnedStream::on_cluster("cl-failover", 0).await;
     let name = unique("cl-failover");
 
-    // The consumer first (it creates the stream), so that the wave is under way at the kill.
-    let mut consuming = Running::spawn(&mut consumer(&stream, 2, &name));
-    consuming.wait_for_line("Started consuming", LIMIT);
-    let publishing = Running::spawn(&mut producer(&stream, 1, WAVE, &unique("p")));
-    consuming.wait_for_line("First message received", LIMIT);
+    let (consuming, publishing) = wave_under_way(&stream, 2, WAVE, &name);
     let leader = leader_of(&stream.name, 2);
     let killed_at = Instant::now();
     let killed_wall = chrono::Utc::now();
@@ -219,11 +231,7 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
     let stream = OwnedStream::on_cluster("cl-2down", 0).await;
     let name = unique("cl-2down");
 
-    // The consumer first (it creates the stream), so that the wave is under way at the kill.
-    let mut consuming = Running::spawn(&mut consumer(&stream, 1, &name));
-    consuming.wait_for_line("Started consuming", LIMIT);
-    let publishing = Running::spawn(&mut producer(&stream, 1, WAVE, &unique("p")));
-    consuming.wait_for_line("First message received", LIMIT);
+    let (consuming, publishing) = wave_under_way(&stream, 1, WAVE, &name);
     let leader = leader_of(&stream.name, 1);
     let survivor = other_than(&[leader, if leader == 1 { 2 } else { 1 }]);
     let lost_nodes: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
