@@ -136,18 +136,29 @@ async fn assert_exactly_once(stream: &OwnedStream, name: &str, expected: &[Vec<u
 
 /// A consumer through node `consumer_node` and a named producer of `wave` messages through
 /// node 1, both running, the consumer having received its first message: the wave is under way.
+/// Also the stream's leader, looked up before publishing starts (the lookup takes a second or
+/// two, which the wave must not spend).
 fn wave_under_way(
     stream: &OwnedStream,
     consumer_node: u8,
     wave: u64,
     name: &str,
-) -> (Running, Running) {
-    // The consumer first (it creates the stream), so that the wave is under way when this returns.
+) -> (Running, Running, u8) {
+    // The consumer first: it creates the stream.
     let mut consuming = Running::spawn(&mut consumer(stream, consumer_node, name));
     consuming.wait_for_line("Started consuming", LIMIT);
+    let leader = leader_of(&stream.name, consumer_node);
     let publishing = Running::spawn(&mut producer(stream, 1, wave, &unique("p")));
     consuming.wait_for_line("First message received", LIMIT);
-    (consuming, publishing)
+    (consuming, publishing, leader)
+}
+
+/// Fails the test if the wave ended before the failure it was to live through.
+fn assert_still_publishing(publishing: &mut Running) {
+    assert!(
+        publishing.child.try_wait().unwrap().is_none(),
+        "the producer finished before the nodes were killed: nothing was tested"
+    );
 }
 
 /// Offsets processed more than once, and offsets of `log` nobody processed.
@@ -160,16 +171,16 @@ fn duplicates_and_lost(runs: &[BTreeSet<u64>], log: &[u64]) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
-    const WAVE: u64 = 300_000;
+    const WAVE: u64 = 500_000;
     let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-failover", 0).await;
     let name = unique("cl-failover");
 
-    let (consuming, publishing) = wave_under_way(&stream, 2, WAVE, &name);
-    let leader = leader_of(&stream.name, 2);
+    let (consuming, mut publishing, leader) = wave_under_way(&stream, 2, WAVE, &name);
     let killed_at = Instant::now();
     let killed_wall = chrono::Utc::now();
     let stopped = Stopped::kill(&[leader]);
+    assert_still_publishing(&mut publishing);
     publishing.wait_for_log(&["reconnected"], LIMIT);
     let producer_failover = killed_at.elapsed();
 
@@ -231,11 +242,11 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
     let stream = OwnedStream::on_cluster("cl-2down", 0).await;
     let name = unique("cl-2down");
 
-    let (consuming, publishing) = wave_under_way(&stream, 1, WAVE, &name);
-    let leader = leader_of(&stream.name, 1);
+    let (consuming, mut publishing, leader) = wave_under_way(&stream, 1, WAVE, &name);
     let survivor = other_than(&[leader, if leader == 1 { 2 } else { 1 }]);
     let lost_nodes: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
     let stopped = Stopped::kill(&lost_nodes);
+    assert_still_publishing(&mut publishing);
     // The producer says why it cannot go on: no leader, or no confirmation, lost quorum.
     publishing.wait_for_log(&["lost quorum"], Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
