@@ -408,6 +408,7 @@ pub struct ConsumerActor<H: Handler> {
     min_offset: Option<u64>,
     /// The last offset processed in the current activation.
     activation_last: Option<u64>,
+    /// In a group: the subscriptions' consumer updates, until `started` feeds them in.
     group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
     /// The current subscription's group membership.
     membership: Option<Membership>,
@@ -652,7 +653,7 @@ impl<H: Handler> ConsumerActor<H> {
             return;
         }
         self.phase = Phase::Reconnecting;
-        if self.group_updates.is_some() {
+        if self.subscription.group.is_some() {
             // The new subscription is active only once the broker says so again.
             self.active = false;
         }
@@ -911,8 +912,6 @@ impl<H: Handler> Actor for ConsumerActor<H> {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(updates) = self.group_updates.take() {
             ctx.add_stream(updates);
-            // Kept as a marker of group membership (the receiver itself now feeds the actor).
-            self.group_updates = Some(mpsc::unbounded().1);
         }
         if let Some(consumer) = self.initial.take() {
             self.attach(consumer, ctx);

@@ -76,14 +76,6 @@ pub struct Report {
 }
 
 impl Report {
-    /// The plain stream's (or the first partition's) outcome.
-    pub fn outcome(&self) -> Outcome {
-        self.partitions
-            .first()
-            .map(|p| p.outcome.clone())
-            .unwrap_or_default()
-    }
-
     /// Messages processed over every partition.
     pub fn messages(&self) -> u64 {
         self.partitions.iter().map(|p| p.outcome.messages).sum()
