@@ -432,6 +432,7 @@ impl<H: Handler> ConsumerActor<H> {
         shutdown: CancellationToken,
         done: oneshot::Sender<Result<Outcome>>,
     ) -> Self {
+        let metrics = ConsumerMetrics::new(&subscription.stream);
         Self {
             handler,
             subscription,
@@ -448,7 +449,7 @@ impl<H: Handler> ConsumerActor<H> {
             progress: Reporter::new("processed", None),
             stream_end: None,
             probing_end: false,
-            metrics: ConsumerMetrics::new(),
+            metrics,
             done: Some(done),
             active: true,
             min_offset: None,
@@ -755,7 +756,7 @@ impl<H: Handler> ConsumerActor<H> {
                 Ok(Some(end)) => {
                     actor.stream_end = Some(end);
                     if let Some(lag) = actor.lag() {
-                        shared::metrics::record_lag(lag);
+                        shared::metrics::record_lag(&actor.subscription.stream, lag);
                     }
                 }
                 Ok(None) => {}

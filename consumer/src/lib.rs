@@ -39,11 +39,12 @@ struct TrackerHandles {
 }
 
 fn start_tracker<S: OffsetStore>(
+    stream: &str,
     store: S,
     settings: &TrackerSettings,
     already_stored: Option<u64>,
 ) -> TrackerHandles {
-    let tracker = Tracker::new(store, settings, already_stored);
+    let tracker = Tracker::new(stream, store, settings, already_stored);
     let stored = tracker.stored_progress();
     let tracker = tracker.start();
     TrackerHandles {
@@ -271,15 +272,19 @@ async fn prepare(
     let tracker = match sqlite {
         // The SQLite sink writes SQLite offsets itself, in its transactions; the tracker keeps
         // the broker's offset up to date for admin tools.
-        Some(_) if settings.consumer.sink == SinkKind::Sqlite => {
-            start_tracker(broker_store, &settings.tracker, forward_of(broker_stored))
-        }
+        Some(_) if settings.consumer.sink == SinkKind::Sqlite => start_tracker(
+            stream,
+            broker_store,
+            &settings.tracker,
+            forward_of(broker_stored),
+        ),
         Some(database) => start_tracker(
+            stream,
             SqliteThenBroker::new(database, broker_store),
             &settings.tracker,
             stored,
         ),
-        None => start_tracker(broker_store, &settings.tracker, stored),
+        None => start_tracker(stream, broker_store, &settings.tracker, stored),
     };
     Ok(Prepared {
         subscription,

@@ -76,4 +76,16 @@ async fn metrics_count_what_was_processed_and_stored() {
         scrape.contains("# HELP offset_tracking_messages_processed_total"),
         "{scrape}"
     );
+    // Each metric names its stream (a partition, on a super stream).
+    let label = format!("{{stream=\"{}\"}}", stream.name);
+    for metric in [
+        "offset_tracking_messages_processed_total",
+        "offset_tracking_last_stored_offset",
+        "offset_tracking_lag",
+    ] {
+        assert!(
+            scrape.contains(&format!("{metric}{label}")),
+            "{metric} without {label}: {scrape}"
+        );
+    }
 }

@@ -26,6 +26,10 @@ pub const LAG: &str = "offset_tracking_lag";
 /// Times the subscription was lost and made again (counter).
 pub const RESUBSCRIBES: &str = "offset_tracking_resubscribes_total";
 
+/// Every metric carries the stream it is about (a plain stream, or one partition of a super
+/// stream) in this label.
+pub const STREAM_LABEL: &str = "stream";
+
 /// The consumer's handles, looked up once (a lookup by name per update costs more than the
 /// update). Make them after [`serve`]: before it, or without it, they record nothing.
 #[derive(Clone)]
@@ -41,27 +45,22 @@ pub struct ConsumerMetrics {
 }
 
 impl ConsumerMetrics {
-    /// Looks the handles up in the installed recorder.
-    pub fn new() -> Self {
+    /// Looks the handles of `stream` (a plain stream or a partition) up in the installed recorder.
+    pub fn new(stream: &str) -> Self {
+        let label = || [(STREAM_LABEL, stream.to_owned())];
         Self {
-            processed: metrics::counter!(MESSAGES_PROCESSED),
-            last_processed: metrics::gauge!(LAST_PROCESSED_OFFSET),
-            unstored: metrics::gauge!(UNSTORED_MESSAGES),
-            resubscribes: metrics::counter!(RESUBSCRIBES),
+            processed: metrics::counter!(MESSAGES_PROCESSED, &label()),
+            last_processed: metrics::gauge!(LAST_PROCESSED_OFFSET, &label()),
+            unstored: metrics::gauge!(UNSTORED_MESSAGES, &label()),
+            resubscribes: metrics::counter!(RESUBSCRIBES, &label()),
         }
-    }
-}
-
-impl Default for ConsumerMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
 /// Records a lag sample. Looked up per call (every few seconds): the gauge appears only once a
 /// sample exists, so a scraper never reads an unsampled 0.
-pub fn record_lag(lag: u64) {
-    metrics::gauge!(LAG).set(lag as f64);
+pub fn record_lag(stream: &str, lag: u64) {
+    metrics::gauge!(LAG, STREAM_LABEL => stream.to_owned()).set(lag as f64);
 }
 
 /// The tracker's handles; see [`ConsumerMetrics`].
@@ -76,19 +75,14 @@ pub struct TrackerMetrics {
 }
 
 impl TrackerMetrics {
-    /// Looks the handles up in the installed recorder.
-    pub fn new() -> Self {
+    /// Looks the handles of `stream` up in the installed recorder.
+    pub fn new(stream: &str) -> Self {
+        let label = || [(STREAM_LABEL, stream.to_owned())];
         Self {
-            stores: metrics::counter!(STORES),
-            store_errors: metrics::counter!(STORE_ERRORS),
-            last_stored: metrics::gauge!(LAST_STORED_OFFSET),
+            stores: metrics::counter!(STORES, &label()),
+            store_errors: metrics::counter!(STORE_ERRORS, &label()),
+            last_stored: metrics::gauge!(LAST_STORED_OFFSET, &label()),
         }
-    }
-}
-
-impl Default for TrackerMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

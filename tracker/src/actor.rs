@@ -40,9 +40,15 @@ pub struct Tracker<S: OffsetStore> {
 }
 
 impl<S: OffsetStore> Tracker<S> {
-    /// A tracker storing through `store`, with the triggers of `settings`, knowing that the broker
-    /// already holds `already_stored` for this consumer (it never stores at or below that).
-    pub fn new(store: S, settings: &TrackerSettings, already_stored: Option<u64>) -> Self {
+    /// A tracker of `stream`'s offset (the name labels its metrics) storing through `store`,
+    /// with the triggers of `settings`, knowing that the broker already holds `already_stored`
+    /// for this consumer (it never stores at or below that).
+    pub fn new(
+        stream: &str,
+        store: S,
+        settings: &TrackerSettings,
+        already_stored: Option<u64>,
+    ) -> Self {
         let policy = StorePolicy {
             every_messages: NonZeroU64::new(settings.store_every_messages),
         };
@@ -56,7 +62,7 @@ impl<S: OffsetStore> Tracker<S> {
                 offset: already_stored,
                 processed: 0,
             }),
-            metrics: TrackerMetrics::new(),
+            metrics: TrackerMetrics::new(stream),
         }
     }
 

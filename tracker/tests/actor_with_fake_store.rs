@@ -45,7 +45,13 @@ fn settings(every_messages: u64, every: Duration) -> TrackerSettings {
 #[actix::test]
 async fn stores_every_n_messages_and_flushes_the_rest() {
     let store = FakeStore::default();
-    let tracker = Tracker::new(store.clone(), &settings(10, Duration::ZERO), None).start();
+    let tracker = Tracker::new(
+        "test-stream",
+        store.clone(),
+        &settings(10, Duration::ZERO),
+        None,
+    )
+    .start();
     for offset in 0..95u64 {
         tracker.send(Processed { offset, count: 1 }).await.unwrap();
     }
@@ -68,8 +74,13 @@ async fn stores_every_n_messages_and_flushes_the_rest() {
 #[actix::test]
 async fn the_timer_stores_progress_and_only_progress() {
     let store = FakeStore::default();
-    let tracker =
-        Tracker::new(store.clone(), &settings(0, Duration::from_millis(50)), None).start();
+    let tracker = Tracker::new(
+        "test-stream",
+        store.clone(),
+        &settings(0, Duration::from_millis(50)),
+        None,
+    )
+    .start();
     tracker
         .send(Processed {
             offset: 7,
@@ -97,7 +108,13 @@ async fn the_timer_stores_progress_and_only_progress() {
 #[actix::test]
 async fn never_stores_at_or_below_what_the_broker_holds() {
     let store = FakeStore::default();
-    let tracker = Tracker::new(store.clone(), &settings(1, Duration::ZERO), Some(100)).start();
+    let tracker = Tracker::new(
+        "test-stream",
+        store.clone(),
+        &settings(1, Duration::ZERO),
+        Some(100),
+    )
+    .start();
     tracker
         .send(Processed {
             offset: 100,
@@ -120,7 +137,13 @@ async fn never_stores_at_or_below_what_the_broker_holds() {
 #[actix::test]
 async fn a_flush_with_nothing_processed_stores_nothing() {
     let store = FakeStore::default();
-    let tracker = Tracker::new(store.clone(), &settings(10, Duration::ZERO), None).start();
+    let tracker = Tracker::new(
+        "test-stream",
+        store.clone(),
+        &settings(10, Duration::ZERO),
+        None,
+    )
+    .start();
     assert_eq!(tracker.send(Flush).await.unwrap().unwrap(), None);
     assert!(store.stored.borrow().is_empty());
 }
