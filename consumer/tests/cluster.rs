@@ -247,8 +247,9 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
     let lost_nodes: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
     let stopped = Stopped::kill(&lost_nodes);
     assert_still_publishing(&mut publishing);
-    // The producer says why it cannot go on: no leader, or no confirmation, lost quorum.
+    // Both say why they cannot go on: no leader, or no confirmation, lost quorum.
     publishing.wait_for_log(&["lost quorum"], Duration::from_secs(60));
+    consuming.wait_for_log(&["lost quorum"], Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
     let down_for = Instant::now();
     stopped.start_again();
@@ -269,8 +270,15 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
         .filter(|l| l.contains("lost quorum"))
         .take(1)
         .collect();
+    let consumer_log = stderr_of(&consumed);
+    let consumer_said: Vec<&str> = consumer_log
+        .lines()
+        .filter(|l| l.contains("lost quorum"))
+        .take(1)
+        .collect();
     println!(
         "lost nodes {lost_nodes:?} of 3 (leader c{leader}); the producer said: {producer_said:?}; \
+         the consumer said: {consumer_said:?}; \
          stream holds {} of {WAVE} exactly once; consumer lost {lost}",
         log.len()
     );
