@@ -97,7 +97,9 @@ pub enum GroupUpdate {
 /// The client runs each consumer update on a task of its own, so two updates that follow each
 /// other closely can reach us in either order. The broker's updates to a subscription alternate,
 /// starting with "active": counting them (+1 active, −1 inactive) gives the current state
-/// whatever order they are counted in.
+/// whatever order they are counted in. (RabbitMQ 4.0.5 sends a newcomer that stays inactive no
+/// update at all, as seen with `RUST_LOG=consumer::group=debug`; a broker that sent it an
+/// "inactive" first would need the count to start at 1.)
 #[derive(Debug, Clone, Default)]
 pub struct Membership(Arc<AtomicI64>);
 
@@ -151,6 +153,12 @@ impl Group {
             let membership = membership.clone();
             // Counted at once, in whatever order the client's tasks run (see `Membership`).
             membership.note(active != 0);
+            tracing::debug!(
+                target: "consumer::group",
+                stream = %context.stream(),
+                active,
+                "consumer update from the broker"
+            );
             async move {
                 let (name, stream, client) = (context.name(), context.stream(), context.client());
                 if active != 0 {
