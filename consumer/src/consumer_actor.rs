@@ -27,10 +27,11 @@ use actix::prelude::*;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use rabbitmq_stream_client::error::{ConsumerCreateError, ConsumerDeliveryError};
-use rabbitmq_stream_client::types::{Delivery, MessageContext, OffsetSpecification, ResponseCode};
+use rabbitmq_stream_client::types::{Delivery, MessageContext, OffsetSpecification};
 use rabbitmq_stream_client::{Consumer, ConsumerHandle, Environment};
 use shared::config::BrokerSettings;
-use shared::error::{describe_client_error, describe_code, Error, Result};
+use shared::connection::BuildFailure;
+use shared::error::{Error, Result};
 use shared::messages::{Flush, Processed, StoredProgress};
 use shared::metrics::ConsumerMetrics;
 
@@ -270,24 +271,17 @@ impl Subscription {
                 .properties(properties)
                 .consumer_update_arc(Some(group.listener(membership.clone())));
         }
+        let what = "cannot subscribe";
         let build = builder.build(&self.stream);
-        match connection::build_within_deadline(
-            &self.broker,
-            "cannot subscribe",
-            &self.stream,
-            build,
-        )
-        .await?
-        .map_err(|err| subscribe_error(&self.stream, err))
-        {
+        match connection::build_within_deadline(&self.broker, what, &self.stream, build).await? {
             Ok(consumer) => Ok(Subscribed {
                 consumer,
                 membership,
             }),
-            Err(Error::StreamNotFound { stream }) => {
-                Err(connection::confirm_missing(&self.broker, "cannot subscribe", &stream).await)
+            Err(err) => {
+                let failure = build_failure(err);
+                Err(connection::build_error(&self.broker, what, &self.stream, failure).await)
             }
-            Err(err) => Err(err),
         }
     }
 
@@ -312,28 +306,12 @@ impl Subscription {
     }
 }
 
-fn subscribe_error(stream: &str, err: ConsumerCreateError) -> Error {
-    let reason = match err {
-        ConsumerCreateError::StreamDoesNotExist { stream } => {
-            return Error::StreamNotFound { stream }
-        }
-        ConsumerCreateError::Create {
-            status: ResponseCode::StreamNotAvailable,
-            stream,
-        } => {
-            return Error::Unavailable {
-                what: "cannot subscribe",
-                stream,
-            }
-        }
-        ConsumerCreateError::Create { status, .. } => describe_code(&status),
-        ConsumerCreateError::Client(err) => describe_client_error(&err),
-        other => other.to_string(),
-    };
-    Error::Broker {
-        what: "cannot subscribe",
-        stream: stream.to_owned(),
-        reason,
+fn build_failure(err: ConsumerCreateError) -> BuildFailure {
+    match err {
+        ConsumerCreateError::StreamDoesNotExist { .. } => BuildFailure::Missing,
+        ConsumerCreateError::Create { status, .. } => BuildFailure::Refused(status),
+        ConsumerCreateError::Client(err) => BuildFailure::Client(err),
+        other => BuildFailure::Other(other.to_string()),
     }
 }
 

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rabbitmq_stream_client::error::{ProducerCreateError, ProducerPublishError};
-use rabbitmq_stream_client::types::{Message as StreamMessage, ResponseCode};
+use rabbitmq_stream_client::types::Message as StreamMessage;
 use rabbitmq_stream_client::{Dedup, Environment, NoDedup, OnClosed, Producer};
 use shared::config::{BrokerSettings, ProducerSettings};
-use shared::error::{describe_client_error, describe_code, Error, Result};
+use shared::connection::BuildFailure;
+use shared::error::{describe_client_error, Error, Result};
 use shared::progress::{self, Reporter};
 use shared::{connection, routing};
 use tokio::sync::{oneshot, Notify};
@@ -242,25 +243,15 @@ impl LaneTarget {
                     .map(StreamProducer::Named),
             }
         };
-        let producer = connection::build_within_deadline(
-            &self.broker,
-            "cannot create a producer",
-            stream,
-            build,
-        )
-        .await?
-        .map_err(|err| producer_error(stream, err));
-        let producer = match producer {
-            Err(Error::StreamNotFound { stream }) => {
-                return Err(connection::confirm_missing(
-                    &self.broker,
-                    "cannot create a producer",
-                    &stream,
-                )
-                .await)
-            }
-            other => other?,
-        };
+        let what = "cannot create a producer";
+        let producer =
+            match connection::build_within_deadline(&self.broker, what, stream, build).await? {
+                Ok(producer) => producer,
+                Err(err) => {
+                    let failure = build_failure(err);
+                    return Err(connection::build_error(&self.broker, what, stream, failure).await);
+                }
+            };
         let next_id = match &self.name {
             None => 0,
             Some(producer_name) => self.last_publishing_id(producer_name).await? + 1,
@@ -283,28 +274,12 @@ impl LaneTarget {
     }
 }
 
-fn producer_error(stream: &str, err: ProducerCreateError) -> Error {
-    let reason = match err {
-        ProducerCreateError::StreamDoesNotExist { stream } => {
-            return Error::StreamNotFound { stream }
-        }
-        ProducerCreateError::Create {
-            status: ResponseCode::StreamNotAvailable,
-            stream,
-        } => {
-            return Error::Unavailable {
-                what: "cannot create a producer",
-                stream,
-            }
-        }
-        ProducerCreateError::Create { status, .. } => describe_code(&status),
-        ProducerCreateError::Client(err) => describe_client_error(&err),
-        other => other.to_string(),
-    };
-    Error::Broker {
-        what: "cannot create a producer",
-        stream: stream.to_owned(),
-        reason,
+fn build_failure(err: ProducerCreateError) -> BuildFailure {
+    match err {
+        ProducerCreateError::StreamDoesNotExist { .. } => BuildFailure::Missing,
+        ProducerCreateError::Create { status, .. } => BuildFailure::Refused(status),
+        ProducerCreateError::Client(err) => BuildFailure::Client(err),
+        other => BuildFailure::Other(other.to_string()),
     }
 }
 

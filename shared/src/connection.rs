@@ -427,26 +427,61 @@ where
     }
 }
 
-/// What "the stream does not exist" from building a producer or a consumer means: on a cluster
-/// the client also says so of a stream that has no leader for the moment. Asks the broker, and
-/// answers [`Error::StreamNotFound`] only for a stream that is really gone.
-pub async fn confirm_missing(broker: &BrokerSettings, what: &'static str, stream: &str) -> Error {
-    let state = async {
-        let admin = client(broker, "stream check").await?;
-        let state = stream_state(&admin, stream).await;
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
-        state
-    }
-    .await;
-    match state {
-        Ok(StreamState::Missing) => Error::StreamNotFound {
-            stream: stream.to_owned(),
-        },
-        Ok(_) => Error::Unavailable {
-            what,
-            stream: stream.to_owned(),
-        },
-        Err(err) => err,
+/// Why building a producer or a consumer failed, in the terms the client's two error types
+/// (`ProducerCreateError`, `ConsumerCreateError`) share.
+#[derive(Debug)]
+pub enum BuildFailure {
+    /// The client says the stream does not exist.
+    Missing,
+    /// The broker refused with this code.
+    Refused(ResponseCode),
+    /// The connection failed.
+    Client(ClientError),
+    /// Anything else, in words.
+    Other(String),
+}
+
+/// The error for a failed build of a producer or a consumer on `stream` (`what`: "cannot
+/// subscribe", …). A stream without a leader is [`Error::Unavailable`] (worth retrying). "Does not
+/// exist" is checked with the broker first, because on a cluster the client also says so of a
+/// stream that has no leader for the moment: only a stream really gone is
+/// [`Error::StreamNotFound`].
+pub async fn build_error(
+    broker: &BrokerSettings,
+    what: &'static str,
+    stream: &str,
+    failure: BuildFailure,
+) -> Error {
+    let unavailable = || Error::Unavailable {
+        what,
+        stream: stream.to_owned(),
+    };
+    let reason = match failure {
+        BuildFailure::Missing => {
+            let state = async {
+                let admin = client(broker, "stream check").await?;
+                let state = stream_state(&admin, stream).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+                state
+            }
+            .await;
+            return match state {
+                Ok(StreamState::Missing) => Error::StreamNotFound {
+                    stream: stream.to_owned(),
+                },
+                Ok(_) => unavailable(),
+                Err(err) => err,
+            };
+        }
+        BuildFailure::Refused(ResponseCode::StreamNotAvailable) => return unavailable(),
+        BuildFailure::Refused(code) => describe_code(&code),
+        BuildFailure::Client(err) => describe_client_error(&err),
+        BuildFailure::Other(reason) => reason,
+    };
+    Error::Broker {
+        what,
+        stream: stream.to_owned(),
+        reason,
     }
 }
 
