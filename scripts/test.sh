@@ -7,7 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/broker.sh up
-scripts/cluster.sh up
+# The cluster holds only what tests made (and deleted): when it cannot come back from its old data,
+# a fresh one is made rather than failing the run. `up` has said what went wrong by then.
+if ! scripts/cluster.sh up; then
+  echo "== the cluster did not come up from its data: making a fresh one (scripts/cluster.sh reset)" >&2
+  scripts/cluster.sh reset
+  scripts/cluster.sh up
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -767,8 +767,10 @@ impl<H: Handler> ConsumerActor<H> {
             let client = connection::client(&subscription.broker, "stream check").await?;
             let state = connection::stream_state(&client, &subscription.stream).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
+            let state = state?;
+            let quorum_lost = connection::quorum_lost(&subscription.broker, state).await?;
             let end = match state {
-                Ok(StreamState::Available) if expecting => {
+                StreamState::Available { .. } if expecting && quorum_lost.is_none() => {
                     // Through a fresh environment: the subscription's may know a node that is gone.
                     let fresh = connection::environment(&subscription.broker, "stream check").await;
                     match fresh {
@@ -780,15 +782,15 @@ impl<H: Handler> ConsumerActor<H> {
                 }
                 _ => None,
             };
-            state.map(|state| (state, end))
+            Ok((state, quorum_lost, end))
         };
-        ctx.spawn(check.into_actor(self).map(|checked, actor, ctx| {
+        ctx.spawn(check.into_actor(self).map(|checked: Result<_>, actor, ctx| {
             let stream = &actor.subscription.stream;
-            let state = checked.map(|(state, end)| {
+            let checked = checked.map(|(state, quorum_lost, end)| {
                 if let Some(end) = end {
                     actor.stream_end = Some(end);
                 }
-                state
+                (state, quorum_lost)
             });
             let behind = actor.active
                 && actor.phase == Phase::Consuming
@@ -797,7 +799,7 @@ impl<H: Handler> ConsumerActor<H> {
                     (actor.stream_end, actor.outcome.last_offset.or(actor.min_offset.map(|m| m.saturating_sub(1)))),
                     (Some(end), Some(at)) if end > at
                 );
-            if matches!(state, Ok(StreamState::Available)) && behind {
+            if matches!(checked, Ok((StreamState::Available { .. }, None))) && behind {
                 // The client ignores the broker's notice that the stream moved (a new leader,
                 // a replica restarted): the subscription is alive but gets nothing.
                 actor.reconnect(
@@ -806,30 +808,34 @@ impl<H: Handler> ConsumerActor<H> {
                 );
                 return;
             }
-            match state {
-                Ok(StreamState::Missing) => {
+            let unavailable = match checked {
+                Ok((StreamState::Missing, _)) => {
                     let err = Error::ConsumeStopped {
                         stream: stream.clone(),
                         reason: "the stream was deleted".into(),
                     };
                     actor.finish(Some(err), ctx);
+                    return;
                 }
-                Ok(StreamState::Unavailable) => {
-                    if !actor.unavailable {
-                        tracing::warn!(
-                            "stream {stream}: {}; waiting for it to come back",
-                            connection::NO_LEADER
-                        );
-                    }
+                Ok((StreamState::Unavailable, _)) => Some(connection::NO_LEADER.to_owned()),
+                Ok((StreamState::Available { .. }, quorum_lost)) => quorum_lost,
+                // A broker we cannot reach now: the subscription's own failure will tell.
+                Err(err) => {
+                    tracing::debug!("stream check: {err}");
+                    return;
+                }
+            };
+            match unavailable {
+                Some(why) if !actor.unavailable => {
+                    tracing::warn!("stream {stream}: {why}; waiting for it to come back");
                     actor.unavailable = true;
                 }
-                Ok(StreamState::Available) => {
+                Some(_) => {}
+                None => {
                     if std::mem::take(&mut actor.unavailable) {
                         tracing::info!("stream {stream} is available again");
                     }
                 }
-                // A broker we cannot reach now: the subscription's own failure will tell.
-                Err(err) => tracing::debug!("stream check: {err}"),
             }
         }));
     }

@@ -1,6 +1,7 @@
 //! On the local 3-node cluster (`scripts/cluster.sh up`): a replicated stream surviving its
 //! leader's `kill -9`, a super stream shared by a consumer group through a `kill -9` and a
-//! SIGTERM, interop with the client's own super stream code, and the loss of two nodes of three.
+//! SIGTERM, interop with the client's own super stream code, and the loss of two nodes of three
+//! (with how a client tells that a stream has lost its quorum, checked on the single broker).
 //! The tests stop nodes, so they take turns ([`cluster_lock`]) and start every node they stopped
 //! again, even when they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,10 +16,12 @@ use futures::StreamExt;
 use rabbitmq_stream_client::types::{
     HashRoutingMurmurStrategy, Message, OffsetSpecification, RoutingStrategy,
 };
+use shared::config::BrokerSettings;
+use shared::connection::{quorum_lost, stream_state, StreamState};
 use shared::testing::{
-    cluster_hosts, cluster_lock, cluster_script, our_binary, processed_offsets, require_cluster,
-    stderr_of, stream_leader, summary_field, unique, wave_bodies, workspace_binary, OwnedStream,
-    Running,
+    broker, cluster_hosts, cluster_lock, cluster_script, our_binary, processed_offsets,
+    require_cluster, stderr_of, stream_leader, summary_field, unique, wave_bodies,
+    workspace_binary, OwnedStream, Running, TestStream,
 };
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -246,6 +249,7 @@ async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost
     let survivor = other_than(&[leader, if leader == 1 { 2 } else { 1 }]);
     let lost_nodes: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
     let stopped = Stopped::kill(&lost_nodes);
+    println!("leader c{leader}; killed {lost_nodes:?}");
     assert_still_publishing(&mut publishing);
     // Both say why they cannot go on: no leader, or no confirmation, lost quorum.
     publishing.wait_for_log(&["lost quorum"], Duration::from_secs(60));
@@ -593,5 +597,40 @@ async fn a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigte
          {victim_partitions:?}: {} taken over after {failover:?}; SIGTERM handover clean\n{}",
         partitions[0],
         report.join("\n")
+    );
+}
+
+/// The leader-alone case of `losing_two_nodes…`, on the single broker: a stream with no replica
+/// online has lost its quorum only when most of the configured hosts do not answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_without_replicas_lost_its_quorum_only_when_most_hosts_are_down() {
+    let stream = TestStream::new("quorum-view").await;
+    let client = shared::connection::client(&broker(), "test").await.unwrap();
+    let state = stream_state(&client, &stream.name).await.unwrap();
+    let _ = client.close().await;
+    assert_eq!(state, StreamState::Available { replicas: 0 });
+
+    let up = broker().endpoint().to_string();
+    let down = "localhost:1".to_owned();
+    let with_hosts = |hosts: &[&String]| BrokerSettings {
+        hosts: hosts.iter().map(|h| (*h).clone()).collect(),
+        ..broker()
+    };
+    let one_of_three = quorum_lost(&with_hosts(&[&up, &down, &down]), state).await;
+    let why = one_of_three
+        .unwrap()
+        .expect("1 of 3 answering is a lost quorum");
+    assert!(why.contains("only 1 of the 3 broker.hosts answer"), "{why}");
+    assert!(why.contains("lost quorum"), "{why}");
+    let two_of_three = quorum_lost(&with_hosts(&[&up, &up, &down]), state).await;
+    assert_eq!(two_of_three.unwrap(), None, "2 of 3 answering is a quorum");
+    // One configured host: nothing to tell a single node from a cluster that lost the others.
+    assert_eq!(quorum_lost(&broker(), state).await.unwrap(), None);
+    let with_replica = StreamState::Available { replicas: 1 };
+    let leader_and_replica = quorum_lost(&with_hosts(&[&up, &down, &down]), with_replica).await;
+    assert_eq!(
+        leader_and_replica.unwrap(),
+        None,
+        "a replica online: not alone"
     );
 }

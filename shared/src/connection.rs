@@ -177,19 +177,50 @@ pub async fn environment(broker: &BrokerSettings, connection_name: &str) -> Resu
 pub async fn client(broker: &BrokerSettings, connection_name: &str) -> Result<Client> {
     let tls = tls_configuration(broker.tls.as_ref())?;
     first_answering(broker, connection_name, |endpoint| {
-        let options = ClientOptions::builder()
-            .host(&endpoint.host)
-            .port(endpoint.port)
-            .user(&broker.username)
-            .password(broker.password.expose())
-            .v_host(&broker.virtual_host)
-            .heartbeat(heartbeat_secs(broker))
-            .tls(tls.clone())
-            .client_provided_name(connection_name.to_owned())
-            .build();
-        async move { within_deadline(broker, &endpoint, Client::connect(options)).await }
+        connect_client(broker, tls.clone(), endpoint, connection_name)
     })
     .await
+}
+
+async fn connect_client(
+    broker: &BrokerSettings,
+    tls: TlsConfiguration,
+    endpoint: Endpoint,
+    connection_name: &str,
+) -> Result<Client> {
+    let options = ClientOptions::builder()
+        .host(&endpoint.host)
+        .port(endpoint.port)
+        .user(&broker.username)
+        .password(broker.password.expose())
+        .v_host(&broker.virtual_host)
+        .heartbeat(heartbeat_secs(broker))
+        .tls(tls)
+        .client_provided_name(connection_name.to_owned())
+        .build();
+    within_deadline(broker, &endpoint, Client::connect(options)).await
+}
+
+/// How many of the configured `broker.hosts` answer now, of how many: all are tried at once.
+pub async fn nodes_answering(broker: &BrokerSettings) -> Result<(usize, usize)> {
+    let tls = tls_configuration(broker.tls.as_ref())?;
+    let endpoints = broker.endpoints();
+    let tries = endpoints.iter().map(|endpoint| async {
+        let client = connect_client(broker, tls.clone(), endpoint.clone(), "node check").await;
+        match client {
+            Ok(client) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    let answering = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|answered| *answered)
+        .count();
+    Ok((answering, endpoints.len()))
 }
 
 /// The stream creator with every `[stream]` argument: retention, segment size, replication.
@@ -243,7 +274,7 @@ async fn await_available(admin: &Client, stream: &str, limit: std::time::Duratio
     let mut warned = false;
     loop {
         match stream_state(admin, stream).await? {
-            StreamState::Available => return Ok(()),
+            StreamState::Available { .. } => return Ok(()),
             StreamState::Missing => {
                 return Err(Error::StreamNotFound {
                     stream: stream.to_owned(),
@@ -388,13 +419,35 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Whether a stream can be used now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamState {
-    /// It exists and has a leader.
-    Available,
+    /// It exists and has a leader. A leader alone may still be unable to take messages: see
+    /// [`quorum_lost`].
+    Available {
+        /// How many of its replicas are online.
+        replicas: usize,
+    },
     /// It exists, but has no leader now: its leader's node is down, or a majority of its nodes
     /// (the quorum) is.
     Unavailable,
     /// There is no such stream (never created, or deleted).
     Missing,
+}
+
+/// Why a stream whose leader is up cannot take new messages, as far as a client can tell: its
+/// leader has no replica online and most of the configured `broker.hosts` do not answer. The
+/// broker's metadata lists only the replicas online, and a leader elected just before most nodes
+/// went down stays the leader, without the quorum its writes need. `None` when that is not so,
+/// or cannot be known (one configured host).
+pub async fn quorum_lost(broker: &BrokerSettings, state: StreamState) -> Result<Option<String>> {
+    if state != (StreamState::Available { replicas: 0 }) || broker.endpoints().len() < 2 {
+        return Ok(None);
+    }
+    let (answering, configured) = nodes_answering(broker).await?;
+    Ok((answering <= configured / 2).then(|| {
+        format!(
+            "its leader has no replica online and only {answering} of the {configured} \
+             broker.hosts answer: a replicated stream takes no new messages then (lost quorum)"
+        )
+    }))
 }
 
 /// Why a stream that exists cannot be used now.
@@ -500,11 +553,13 @@ pub async fn stream_state(client: &Client, stream: &str) -> Result<StreamState> 
             stream: stream.to_owned(),
             reason: describe_client_error(&err),
         })?;
-    if metadata
+    if let Some(found) = metadata
         .get(stream)
-        .is_some_and(|m| m.response_code == ResponseCode::Ok)
+        .filter(|m| m.response_code == ResponseCode::Ok)
     {
-        return Ok(StreamState::Available);
+        return Ok(StreamState::Available {
+            replicas: found.replicas.len(),
+        });
     }
     // The client drops metadata entries without a leader, missing and unavailable streams
     // alike; an offset query tells them apart (the broker looks the leader up first).
@@ -516,7 +571,7 @@ pub async fn stream_state(client: &Client, stream: &str) -> Result<StreamState> 
             Ok(StreamState::Unavailable)
         }
         Ok(_) | Err(ClientError::RequestError(ResponseCode::OffsetNotFound)) => {
-            Ok(StreamState::Available)
+            Ok(StreamState::Available { replicas: 0 })
         }
         // RabbitMQ 4.0 drops the connection on this query when the stream's quorum is lost
         // (a missing stream gets a clean answer).
