@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh [MESSAGES] [BENCH OPTIONS...]
 #
-# MESSAGES per row (default 1000000). Options go to the bench binary (see `--help`), e.g.
+# MESSAGES per row (default 1000000). Options go to the bench binary (bench/, see `--help`), e.g.
 #   scripts/bench.sh 1000000 --rss-messages 0         skip the 10 M-message peak RSS wave
 #   scripts/bench.sh --tutorial-messages 50000        shorter tutorial-pattern row
 #
@@ -24,7 +24,7 @@ fi
 log() { echo "bench.sh: $*" >&2; }
 
 log "building release binaries"
-cargo build --release --quiet -p producer -p consumer -p tracker --bins
+cargo build --release --quiet -p producer -p consumer -p bench --bins
 
 scripts/broker.sh up
 

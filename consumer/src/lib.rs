@@ -2,10 +2,44 @@
 //! with [`Handler`]s of yours, a tracker per partition storing what the handler reports
 //! processed. The `consumer` binary is [`run`] with the tutorial's [`TutorialHandler`];
 //! `examples/custom_handler.rs` shows a handler of one's own.
+//!
+//! ```no_run
+//! use consumer::{Delivery, Handled, Handler};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! struct Count(u64);
+//!
+//! impl Handler for Count {
+//!     fn handle(&mut self, deliveries: &[Delivery]) -> shared::Result<Handled> {
+//!         self.0 += deliveries.len() as u64;
+//!         Ok(Handled::all(deliveries.len()))
+//!     }
+//! }
+//!
+//! # async fn example() -> shared::Result<()> {
+//! let settings = shared::Settings::load(None)?;
+//! let report = consumer::run(&settings, |_| Ok(Count(0)), false, CancellationToken::new()).await?;
+//! println!("{} messages", report.messages());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! | file | what lives there |
+//! |---|---|
+//! | `lib.rs` | [`run`]: per partition, the resume rule, a subscription, a tracker, a consumer actor; the [`Report`] |
+//! | `handler.rs` | the [`Handler`] trait and [`TutorialHandler`] |
+//! | `sqlite_sink.rs` | [`SqliteSink`]: messages and their offset in one SQLite transaction |
+//! | `consume/actor.rs` | the consumer actor: batches to the handler, reports to the tracker, the crash bound, resubscribing, the final flush |
+//! | `consume/subscription.rs` | where to attach, subscribing a named consumer |
+//! | `consume/group.rs` | consumer groups: the broker's updates, handover stores |
+//! | `consume/health.rs` | lag sampling and the idle stream check |
+//! | `main.rs`, `offsets.rs` | the `consumer` binary: flags, signals, the summary; `consumer offsets show/set` |
 
-pub mod consumer_actor;
-pub mod handler;
-pub mod sqlite_sink;
+mod consume;
+mod handler;
+mod sqlite_sink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,18 +51,21 @@ use rabbitmq_stream_client::Environment;
 use shared::config::{OffsetStoreKind, Settings, SinkKind, TrackerSettings};
 use shared::connection;
 use shared::error::{Error, Result};
-use shared::messages::{GetStats, TrackerStats};
 use shared::progress::{self, Reporter};
+use shared::summary::{PartitionSummary, RunSummary};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracker::sqlite::{Database, SqliteThenBroker};
-use tracker::{BrokerStore, Close, OffsetStore, Tracker};
+use tracker::{BrokerStore, Close, GetStats, OffsetStore, Tracker, TrackerStats};
+use tracker::{Database, SqliteThenBroker};
 
-pub use consumer_actor::{
-    start_position, ConsumerActor, Group, GroupUpdate, Membership, Outcome, Subscribed,
-    Subscription, TrackerLink,
+use consume::{
+    start_position, ConsumerActor, Group, GroupUpdate, Subscribed, Subscription, TrackerLink,
 };
+
+pub use consume::Outcome;
 pub use handler::{Handled, Handler, TutorialHandler};
+/// A message as the broker delivered it: its offset and the AMQP 1.0 message.
+pub use rabbitmq_stream_client::types::Delivery;
 pub use sqlite_sink::SqliteSink;
 
 /// A started tracker, as its users see it.
@@ -80,6 +117,39 @@ impl Report {
     /// Messages processed over every partition.
     pub fn messages(&self) -> u64 {
         self.partitions.iter().map(|p| p.outcome.messages).sum()
+    }
+
+    /// The run's summary (what `--summary-json` prints).
+    pub fn summary(&self) -> RunSummary {
+        let seconds = self
+            .partitions
+            .iter()
+            .map(|p| p.outcome.elapsed.as_secs_f64())
+            .fold(0.0, f64::max);
+        let messages = self.messages();
+        RunSummary {
+            program: "consumer".into(),
+            messages,
+            seconds,
+            msg_per_s: messages as f64 / seconds.max(1e-9),
+            reconnects: self.partitions.iter().map(|p| p.outcome.reconnects).sum(),
+            partitions: self
+                .partitions
+                .iter()
+                .map(|p| PartitionSummary {
+                    stream: p.stream.clone(),
+                    messages: p.outcome.messages,
+                    seconds: p.outcome.elapsed.as_secs_f64(),
+                    first_offset: p.outcome.first_offset,
+                    last_offset: p.outcome.last_offset,
+                    stored_offset: p.outcome.stored_offset,
+                    stores: p.tracker.stores,
+                    store_errors: p.tracker.store_errors,
+                    reconnects: p.outcome.reconnects,
+                    marker: p.outcome.reached_marker,
+                })
+                .collect(),
+        }
     }
 }
 
@@ -262,7 +332,7 @@ async fn prepare(
         store_every_messages: settings.tracker.store_every_messages,
         group,
     };
-    let initial = connection::patiently(settings.consumer.reconnect_timeout, || {
+    let initial = shared::retry::patiently(settings.consumer.reconnect_timeout, || {
         subscription.subscribe(position)
     })
     .await?;
@@ -354,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_stored_offset_wins_and_resumes_right_after_it() {
-        use crate::consumer_actor::start_position;
+        use crate::consume::start_position;
         assert_eq!(
             start_position(Some(0), OffsetSpec::First),
             OffsetSpec::Offset(1)

@@ -14,7 +14,7 @@ use shared::error::Result;
 use shared::offset_spec::show_offset as show;
 use shared::{runtime, OffsetSpec};
 use tokio_util::sync::CancellationToken;
-use tracker::sqlite::Database;
+use tracker::Database;
 
 /// Consume a stream as a named consumer until the marker: from where the last run stopped if
 /// the broker holds an offset for the name, else from the configured position.
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         Err(err) => return runtime::fail(&err),
     };
     match cli.command {
-        None => runtime::run(consume(settings, cli.replay)),
+        None => runtime::run(consume(settings, cli.replay, cli.common.summary_json)),
         Some(Command::Offsets {
             action: OffsetsAction::Show,
         }) => runtime::run(offsets::show(settings)),
@@ -125,14 +125,14 @@ fn main() -> ExitCode {
 
 /// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`] (or the SQLite sink),
 /// stopped by SIGINT/SIGTERM, ending with the summary line.
-async fn consume(settings: Settings, replay: bool) -> Result<()> {
+async fn consume(settings: Settings, replay: bool, summary_json: bool) -> Result<()> {
     let service = settings.consumer.single_active;
     match settings.consumer.sink {
         SinkKind::None => {
             let handlers = |partition: Option<&str>| {
                 Ok(TutorialHandler::new(partition.map(str::to_owned), service))
             };
-            consume_with(settings, handlers, replay).await
+            consume_with(settings, handlers, replay, summary_json).await
         }
         SinkKind::Sqlite => {
             let (path, stream, name) = (
@@ -142,12 +142,17 @@ async fn consume(settings: Settings, replay: bool) -> Result<()> {
             );
             let handlers =
                 move |_: Option<&str>| Ok(SqliteSink::new(Database::open(&path, &stream, &name)?));
-            consume_with(settings, handlers, replay).await
+            consume_with(settings, handlers, replay, summary_json).await
         }
     }
 }
 
-async fn consume_with<H, F>(settings: Settings, handlers: F, replay: bool) -> Result<()>
+async fn consume_with<H, F>(
+    settings: Settings,
+    handlers: F,
+    replay: bool,
+    summary_json: bool,
+) -> Result<()>
 where
     H: Handler,
     F: FnMut(Option<&str>) -> Result<H>,
@@ -184,6 +189,9 @@ where
             outcome.reconnects,
             outcome.reached_marker,
         );
+    }
+    if summary_json {
+        report.summary().print_json();
     }
     if report.partitions.len() > 1 {
         tracing::info!(

@@ -101,7 +101,7 @@ impl Admin {
     }
 
     async fn close(self) {
-        let _ = tokio::time::timeout(READ_WAIT, self.client.close()).await;
+        connection::close_within("the admin connection", self.client.close()).await;
     }
 }
 
@@ -212,6 +212,7 @@ async fn set_one(admin: &Admin, stream: &str, target: Target) -> Result<()> {
             stream: stream.to_owned(),
             offset,
             reason: describe_client_error(&err),
+            source: Some(Box::new(err)),
         })?;
     // The store has no reply: read it back on the same connection to be sure it was taken.
     let stored = admin.stored(stream).await?;

@@ -5,7 +5,7 @@
 
 use rabbitmq_stream_client::types::Delivery;
 use shared::error::Result;
-use tracker::sqlite::Database;
+use tracker::Database;
 
 use crate::handler::{Handled, Handler, TutorialHandler};
 

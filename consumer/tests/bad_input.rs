@@ -5,9 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{
-    named_consumer, run_with_deadline, stderr_of, summary_field, unique, Running, TestStream,
-};
+use testkit::broker::require_broker;
+use testkit::process::{named_consumer, run_with_deadline, stderr_of, Running};
+use testkit::streams::{unique, TestStream};
+use testkit::summary::summary_of;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -33,10 +34,7 @@ async fn empty_non_utf8_and_large_bodies_are_processed() {
     assert_eq!(log.len(), 5);
     let out = run_with_deadline(&mut consumer(&stream.name, &name), LIMIT);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(
-        summary_field(&stderr_of(&out), "messages").as_deref(),
-        Some("5")
-    );
+    assert_eq!(summary_of(&out).messages, 5);
     assert!(!stderr_of(&out).contains("panicked"));
     assert_eq!(stream.stored_offset(&name).await, Some(log[4].0));
 }
@@ -51,7 +49,7 @@ async fn a_stream_deleted_while_consuming_is_a_clear_error() {
         .await;
     let mut running = Running::spawn(&mut consumer(&stream.name, &name));
     running.wait_for_line("First message received", LIMIT);
-    let env = shared::testing::require_broker().await;
+    let env = require_broker().await;
     env.delete_stream(&stream.name).await.unwrap();
     let out = running.finish(Duration::from_secs(30));
     let err = stderr_of(&out);

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, restart_broker, summary_field, unique, Running, TestStream};
+use testkit::broker::restart_broker;
+use testkit::process::{our_binary, Running};
+use testkit::streams::{unique, TestStream};
+use testkit::summary::summary_of;
 
 #[tokio::test]
 async fn a_broker_restart_mid_consume_loses_and_repeats_nothing() {
@@ -38,19 +41,15 @@ async fn a_broker_restart_mid_consume_loses_and_repeats_nothing() {
     let out = running.finish(Duration::from_secs(120));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    let field = |key| summary_field(&err, key).unwrap_or_default();
+    let summary = summary_of(&out);
     println!(
         "broker restart: reconnects {}, messages {}",
-        field("reconnects"),
-        field("messages")
+        summary.reconnects, summary.messages
     );
-    assert!(
-        field("reconnects").parse::<u64>().unwrap() >= 1,
-        "no reconnect seen: {err}"
-    );
+    assert!(summary.reconnects >= 1, "no reconnect seen: {err}");
     assert_eq!(
-        field("messages"),
-        (2 * half).to_string(),
+        summary.messages,
+        2 * half,
         "lost or repeated messages: {err}"
     );
     let log = stream.read_all().await;

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline, unique, Running, TestStream};
+use testkit::process::{our_binary, run_with_deadline, Running};
+use testkit::streams::{unique, TestStream};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, unique, Running, TestStream};
+use testkit::process::{our_binary, Running};
+use testkit::streams::{unique, TestStream};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

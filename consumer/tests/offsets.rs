@@ -4,9 +4,9 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use shared::testing::{
-    our_binary, run_with_deadline, stderr_of, stdout_of, summary_field, unique, TestStream,
-};
+use testkit::process::{our_binary, run_with_deadline, stderr_of, stdout_of};
+use testkit::streams::{unique, TestStream};
+use testkit::summary::partition_of;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -16,12 +16,14 @@ fn consumer(stream: &str, name: &str) -> Command {
     cmd
 }
 
-fn first_offset(out: &Output) -> u64 {
+/// (first offset, messages) of a successful run on `stream`, from its summary.
+fn consumed(out: &Output, stream: &str) -> (u64, u64) {
     assert!(out.status.success(), "{}", stderr_of(out));
-    summary_field(&stderr_of(out), "first_offset")
-        .unwrap()
-        .parse()
-        .unwrap()
+    let summary = partition_of(out, stream);
+    let first = summary
+        .first_offset
+        .unwrap_or_else(|| panic!("nothing consumed: {}", stderr_of(out)));
+    (first, summary.messages)
 }
 
 #[tokio::test]
@@ -67,22 +69,14 @@ async fn set_then_consume_starts_right_after_and_show_reports_it() {
     );
 
     let run = run_with_deadline(&mut consumer(&stream.name, &name), LIMIT);
-    assert_eq!(first_offset(&run), log[50]);
-    assert_eq!(
-        summary_field(&stderr_of(&run), "messages").as_deref(),
-        Some("50")
-    );
+    assert_eq!(consumed(&run, &stream.name), (log[50], 50));
 
     // `--replay` ignores the stored offset (now the marker's) once.
     let replay = run_with_deadline(
         consumer(&stream.name, &name).args(["--replay", "--offset", "first"]),
         LIMIT,
     );
-    assert_eq!(first_offset(&replay), log[0]);
-    assert_eq!(
-        summary_field(&stderr_of(&replay), "messages").as_deref(),
-        Some("100")
-    );
+    assert_eq!(consumed(&replay, &stream.name), (log[0], 100));
 
     let last = run_with_deadline(
         consumer(&stream.name, &name).args(["offsets", "set", "--to", "last"]),

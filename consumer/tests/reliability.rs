@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{
-    kill_loop, named_consumer, processed_offsets, stderr_of, summary_field, unique, Running,
-    TestStream,
-};
+use testkit::process::{kill_loop, named_consumer, stderr_of, Running};
+use testkit::streams::{processed_offsets, unique, TestStream};
+use testkit::summary::partition_of;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const WAVE: u64 = 100_000;
@@ -98,9 +97,10 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
     let kills = outcome.kills;
     let last_run = outcome.runs.last().unwrap();
     assert!(last_run.status.success(), "{}", stderr_of(last_run));
-    assert_eq!(
-        summary_field(&stderr_of(last_run), "marker").as_deref(),
-        Some("true")
+    assert!(
+        partition_of(last_run, &stream.name).marker,
+        "the last run did not reach the marker: {}",
+        stderr_of(last_run)
     );
     let runs: Vec<BTreeSet<u64>> = outcome
         .runs

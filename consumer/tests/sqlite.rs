@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{
-    kill_loop, named_consumer, run_with_deadline, stderr_of, summary_field, unique, TestStream,
-};
+use testkit::process::{kill_loop, named_consumer, run_with_deadline, stderr_of};
+use testkit::streams::{unique, TestStream};
+use testkit::summary::partition_of;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -65,9 +65,10 @@ async fn kill_9_loop_with_the_sqlite_sink_writes_every_message_exactly_once() {
     );
     let last = outcome.runs.last().unwrap();
     assert!(last.status.success(), "{}", stderr_of(last));
-    assert_eq!(
-        summary_field(&stderr_of(last), "marker").as_deref(),
-        Some("true")
+    assert!(
+        partition_of(last, &stream.name).marker,
+        "the last run did not reach the marker: {}",
+        stderr_of(last)
     );
     let (rows, distinct, stored) = tally(&path, &stream.name);
     println!(
@@ -114,8 +115,8 @@ async fn switching_from_the_broker_store_to_an_empty_database_starts_at_the_conf
     );
     assert!(sqlite_run.status.success(), "{}", stderr_of(&sqlite_run));
     assert_eq!(
-        summary_field(&stderr_of(&sqlite_run), "first_offset").as_deref(),
-        Some("42")
+        partition_of(&sqlite_run, &stream.name).first_offset,
+        Some(42)
     );
     assert_eq!(
         tally(&path, &stream.name).2,
@@ -129,8 +130,8 @@ async fn switching_from_the_broker_store_to_an_empty_database_starts_at_the_conf
     );
     assert!(next.status.success(), "{}", stderr_of(&next));
     assert_eq!(
-        summary_field(&stderr_of(&next), "first_offset"),
-        Some(log[100].to_string())
+        partition_of(&next, &stream.name).first_offset,
+        Some(log[100])
     );
 }
 
@@ -147,7 +148,7 @@ async fn bad_databases_are_clear_errors_that_store_nothing() {
     )
     .unwrap();
     let other = dir.path().join("other.sqlite");
-    tracker::sqlite::Database::open(&other, "another-stream", &name).unwrap();
+    tracker::Database::open(&other, "another-stream", &name).unwrap();
     let cases = [
         (dir.path().to_path_buf(), "cannot open"),
         (not_a_db, "not a database"),
@@ -175,7 +176,7 @@ async fn a_locked_database_fails_the_run_clearly_and_keeps_nothing_half_written(
     let name = unique("s4");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("offsets.sqlite");
-    tracker::sqlite::Database::open(&path, &stream.name, &name).unwrap();
+    tracker::Database::open(&path, &stream.name, &name).unwrap();
     stream.publish_wave(100).await;
     // Another process (here: this test) holds the write lock for longer than the 5 s busy wait.
     let holder = rusqlite::Connection::open(&path).unwrap();

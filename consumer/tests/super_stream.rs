@@ -6,16 +6,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{
-    our_binary, run_with_deadline, stderr_of, stdout_of, summary_field, unique, workspace_binary,
-    OwnedStream, Running,
+use testkit::process::{
+    our_binary, run_with_deadline, stderr_of, stdout_of, workspace_binary, Running,
 };
+use testkit::streams::{unique, OwnedStream};
+use testkit::summary::{partition_of, summary_of};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn producer(stream: &OwnedStream, count: u64) -> Command {
     let bin = workspace_binary(env!("CARGO_BIN_EXE_consumer"), "producer");
-    let mut cmd = our_binary(bin.to_str().unwrap());
+    let mut cmd = our_binary(bin);
     cmd.env("OFFSET_TRACKING__STREAM__NAME", &stream.name)
         .env(
             "OFFSET_TRACKING__STREAM__PARTITIONS",
@@ -34,15 +35,6 @@ fn consumer(stream: &OwnedStream, name: &str) -> Command {
         )
         .env("OFFSET_TRACKING__CONSUMER__NAME", name);
     cmd
-}
-
-/// The `summary:` line of one partition.
-fn partition_summary(stderr: &str, partition: &str, key: &str) -> Option<String> {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("summary:") && l.contains(&format!("partition={partition} ")))?;
-    line.split_whitespace()
-        .find_map(|f| f.strip_prefix(&format!("{key}=")).map(str::to_owned))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,15 +60,12 @@ async fn every_partition_is_consumed_to_its_marker_and_resumed_on_its_own() {
             out.contains(&format!("Done consuming partition {partition} ")),
             "{out}"
         );
-        assert_eq!(
-            partition_summary(&err, &partition, "messages"),
-            Some(log.len().to_string())
-        );
+        assert_eq!(partition_of(&first, &partition).messages, log.len() as u64);
         assert_eq!(stream.stored_offset(&name, &partition).await, Some(*last));
         total += log.len();
     }
     assert_eq!(total, 3_000);
-    assert_eq!(summary_field(&err, "markers").as_deref(), Some("3"));
+    assert_eq!(summary_of(&first).markers(), 3);
 
     // A second wave: each partition resumes right after its own stored offset.
     let published = run_with_deadline(&mut producer(&stream, 300), LIMIT);
@@ -84,11 +73,7 @@ async fn every_partition_is_consumed_to_its_marker_and_resumed_on_its_own() {
     let second = run_with_deadline(&mut consumer(&stream, &name), LIMIT);
     let err = stderr_of(&second);
     assert!(second.status.success(), "{err}");
-    assert_eq!(
-        summary_field(&err, "messages").as_deref(),
-        Some("300"),
-        "{err}"
-    );
+    assert_eq!(summary_of(&second).messages, 300, "{err}");
     for partition in stream.streams() {
         let log = stream.read_all(&partition).await;
         assert_eq!(

@@ -9,10 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shared::connection;
-use shared::testing::{
-    assert_ok, broker_tls, our_binary, run_with_deadline, stderr_of, stdout_of, tls_broker, unique,
-    unrelated_ca, workspace_binary, TestStream, TLS_PORT,
+use testkit::process::{
+    assert_ok, our_binary, run_with_deadline, stderr_of, stdout_of, workspace_binary,
 };
+use testkit::streams::{unique, TestStream};
+use testkit::tls::{broker_tls, tls_broker, unrelated_ca, TLS_PORT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -20,7 +21,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// to `stream` over TLS, trusting `ca_file`, with the settings given as environment variables.
 fn producer_over_tls(stream: &str, count: u64, ca_file: &Path) -> Command {
     let producer = workspace_binary(env!("CARGO_BIN_EXE_consumer"), "producer");
-    let mut cmd = our_binary(producer.to_str().unwrap());
+    let mut cmd = our_binary(producer);
     cmd.env("OFFSET_TRACKING__BROKER__PORT", TLS_PORT.to_string())
         .env("OFFSET_TRACKING__BROKER__TLS__CA_FILE", ca_file)
         .env("OFFSET_TRACKING__STREAM__NAME", stream)

@@ -5,10 +5,12 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use shared::testing::{
-    assert_ok, named_consumer, our_binary, run_with_deadline, stderr_of, stdout_of, summary_field,
-    unique, Running, StoreCountingProxy, TestStream,
+use testkit::process::{
+    assert_ok, named_consumer, our_binary, run_with_deadline, stderr_of, stdout_of, Running,
 };
+use testkit::proxy::StoreCountingProxy;
+use testkit::streams::{unique, TestStream};
+use testkit::summary::{partition_of, summary_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -32,9 +34,7 @@ fn done_line(out: &Output) -> (u64, u64) {
 }
 
 fn messages(out: &Output) -> u64 {
-    summary_field(&stderr_of(out), "messages")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("no summary line: {}", stderr_of(out)))
+    summary_of(out).messages
 }
 
 #[tokio::test]
@@ -216,8 +216,8 @@ async fn the_count_trigger_stores_at_most_once_per_n_messages() {
     );
     assert_eq!(stream.stored_offset(&name).await, Some(log[99].0));
     assert_eq!(
-        summary_field(&stderr_of(&out), "stores").as_deref(),
-        Some(stores.to_string().as_str()),
+        partition_of(&out, &stream.name).stores,
+        stores,
         "the summary counts what crossed the wire"
     );
 }

@@ -1,18 +1,14 @@
 //! `producer`: makes sure the stream exists, publishes a wave of messages ending with a marker,
-//! and exits 0 only when the broker has confirmed every one of them.
-
-mod publisher;
+//! and exits 0 only when the broker has confirmed every one of them. The work is the library's
+//! ([`producer::publish_wave`]); this is the command line and the output.
 
 use std::process::ExitCode;
 
-use actix::Actor;
 use clap::Parser;
 use shared::cli::{push, CommonArgs};
 use shared::config::Settings;
-use shared::error::{Error, Result};
-use shared::{connection, runtime};
-
-use crate::publisher::{PublishWave, Publisher, Target};
+use shared::error::Result;
+use shared::runtime;
 
 /// Publish a wave of messages to a stream — hello0, hello1, …, the last one marker{n-1} — and
 /// wait until the broker has confirmed every one of them.
@@ -52,34 +48,25 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };
-    runtime::run(produce(settings))
+    runtime::run(produce(settings, cli.common.summary_json))
 }
 
-async fn produce(settings: Settings) -> Result<()> {
-    let environment = connection::environment(&settings.broker, "producer").await?;
-    let streams =
-        connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
+async fn produce(settings: Settings, summary_json: bool) -> Result<()> {
+    let target = producer::Target::connect(&settings).await?;
     let count = settings.producer.message_count;
-    let publisher = Publisher::new(Target {
-        environment,
-        broker: settings.broker.clone(),
-        streams,
-        settings: settings.producer.clone(),
-    })
-    .start();
     println!("Publishing {count} messages");
-    let report = publisher
-        .send(PublishWave { count })
-        .await
-        .map_err(|_| Error::Internal("the publisher stopped".into()))??;
+    let report = producer::publish_wave(&target, count).await?;
     println!("Messages confirmed: True");
-    let seconds = report.elapsed.as_secs_f64();
     tracing::info!(
-        "summary: messages={} seconds={seconds:.3} msg_per_s={:.0} confirmed={} reconnects={}",
+        "summary: messages={} seconds={:.3} msg_per_s={:.0} confirmed={} reconnects={}",
         report.confirmed,
-        report.confirmed as f64 / seconds.max(1e-9),
+        report.elapsed.as_secs_f64(),
+        report.msg_per_s(),
         report.confirmed,
         report.reconnects,
     );
+    if summary_json {
+        report.summary().print_json();
+    }
     Ok(())
 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, restart_broker, summary_field, unique, Running, TestStream};
+use testkit::broker::restart_broker;
+use testkit::process::{our_binary, Running};
+use testkit::streams::{unique, wave_bodies, TestStream};
+use testkit::summary::summary_of;
 
 #[tokio::test]
 async fn a_named_producer_across_a_broker_restart_writes_each_message_once() {
@@ -29,7 +32,7 @@ async fn a_named_producer_across_a_broker_restart_writes_each_message_once() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Messages confirmed: True"));
-    let reconnects: u64 = summary_field(&err, "reconnects").unwrap().parse().unwrap();
+    let reconnects = summary_of(&out).reconnects;
     assert!(
         reconnects >= 1,
         "the wave ended before the restart: nothing was tested\n{err}"
@@ -37,7 +40,7 @@ async fn a_named_producer_across_a_broker_restart_writes_each_message_once() {
 
     let log = stream.read_all().await;
     let bodies: Vec<Vec<u8>> = log.into_iter().map(|(_, body)| body).collect();
-    let expected: Vec<Vec<u8>> = shared::testing::wave_bodies(count).collect();
+    let expected: Vec<Vec<u8>> = wave_bodies(count).collect();
     println!(
         "producer across a broker restart: reconnects {reconnects}, messages in the stream {}",
         bodies.len()

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use shared::testing::{our_binary, run_with_deadline, TestStream};
+use testkit::process::{our_binary, run_with_deadline};
+use testkit::streams::TestStream;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -5,9 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use shared::testing::{
-    our_binary, run_with_deadline, stderr_of, summary_field, unique, TestStream,
-};
+use testkit::broker::require_broker;
+use testkit::process::{our_binary, run_with_deadline, stderr_of};
+use testkit::streams::{unique, TestStream};
+use testkit::summary::summary_of;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -26,10 +27,9 @@ async fn publishes_the_wave_and_waits_for_every_confirmation() {
         String::from_utf8_lossy(&out.stdout),
         "Publishing 100 messages\nMessages confirmed: True\n"
     );
-    assert_eq!(
-        summary_field(&stderr_of(&out), "confirmed").as_deref(),
-        Some("100")
-    );
+    let summary = summary_of(&out);
+    assert_eq!(summary.program, "producer");
+    assert_eq!(summary.messages, 100, "confirmed");
     let log = stream.read_all().await;
     let bodies: Vec<String> = log
         .iter()
@@ -49,7 +49,7 @@ async fn creates_a_missing_stream_and_publishes_a_configured_count() {
         producer(&fresh).env("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT", "2500"),
         LIMIT,
     );
-    let env = shared::testing::require_broker().await;
+    let env = require_broker().await;
     let deleted = env.delete_stream(&fresh).await;
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(deleted.is_ok(), "the producer did not create {fresh}");

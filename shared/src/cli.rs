@@ -53,6 +53,11 @@ pub struct CommonArgs {
         global = true
     )]
     pub port: Option<u16>,
+
+    /// Also print the run's summary as one JSON line on stderr, `summary-json: {…}` (for scripts
+    /// and tests)
+    #[arg(long, env = crate::summary::JSON_ENV, value_parser = clap::builder::FalseyValueParser::new(), global = true)]
+    pub summary_json: bool,
 }
 
 impl CommonArgs {

@@ -3,9 +3,8 @@
 
 use rabbitmq_stream_client::error::ClientError;
 use rabbitmq_stream_client::types::ResponseCode;
-use rustls::CertificateError;
 
-use crate::config::TlsSettings;
+use crate::connection::{describe_tls_error, tls_error};
 
 /// Result with the workspace's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,6 +27,9 @@ pub enum Error {
         endpoint: String,
         /// What the client or the broker said, in words.
         reason: String,
+        /// The client's error (`None`: no answer in time); with several nodes, the last one's.
+        #[source]
+        source: Option<Box<ClientError>>,
     },
 
     /// The broker refused to create the stream.
@@ -57,6 +59,9 @@ pub enum Error {
         stream: String,
         /// What went wrong.
         reason: String,
+        /// The client's error.
+        #[source]
+        source: Option<Box<ClientError>>,
     },
 
     /// Storing an offset failed.
@@ -72,6 +77,9 @@ pub enum Error {
         offset: u64,
         /// What went wrong.
         reason: String,
+        /// The client's error.
+        #[source]
+        source: Option<Box<ClientError>>,
     },
 
     /// The stream exists but has no leader for now (a node is down, the quorum is lost, or it was
@@ -93,6 +101,9 @@ pub enum Error {
         stream: String,
         /// What went wrong.
         reason: String,
+        /// The client's error, when it said one.
+        #[source]
+        source: Option<Box<ClientError>>,
     },
 
     /// Some published messages were not confirmed by the broker.
@@ -136,6 +147,38 @@ impl Error {
             _ => 1,
         }
     }
+
+    /// The stream client's error behind this one, if there is one.
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            Error::Connect { source, .. }
+            | Error::QueryOffset { source, .. }
+            | Error::StoreOffset { source, .. }
+            | Error::Broker { source, .. } => source.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The broker refused the credentials (user name, password) — not worth retrying.
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self.client_error(),
+            Some(ClientError::RequestError(
+                ResponseCode::AuthenticationFailure | ResponseCode::AuthenticationFailureLoopback
+            ))
+        )
+    }
+
+    /// A network failure: the connection was refused, lost or timed out.
+    pub fn is_network_failure(&self) -> bool {
+        match self {
+            Error::Connect { source: None, .. } => true,
+            _ => matches!(
+                self.client_error(),
+                Some(ClientError::Io(_) | ClientError::ConnectionClosed)
+            ),
+        }
+    }
 }
 
 /// Puts a broker response code into words a user can act on.
@@ -170,92 +213,5 @@ pub fn describe_client_error(err: &ClientError) -> String {
             "the broker closed the connection (a RabbitMQ older than 3.11, wrong credentials or virtual host?)".into()
         }
         other => other.to_string(),
-    }
-}
-
-/// The TLS error inside a client error, if it is one: a failed handshake comes back as an I/O
-/// error wrapping it, a client certificate and key that do not match as a generic one.
-pub fn tls_error(err: &ClientError) -> Option<&rustls::Error> {
-    match err {
-        ClientError::Tls(tls) => Some(tls),
-        ClientError::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
-        ClientError::GenericError(generic) => generic.downcast_ref::<rustls::Error>(),
-        _ => None,
-    }
-}
-
-/// Puts a TLS error into words a user can act on.
-pub fn describe_tls_error(err: &rustls::Error) -> String {
-    use rustls::Error as Tls;
-    match err {
-        Tls::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        ) => format!(
-            "TLS handshake failed: the broker's certificate is not signed by the CA in \
-             broker.tls.ca_file ({err})"
-        ),
-        Tls::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!(
-            "TLS handshake failed: the broker's certificate is not valid for the host name \
-             connected to; use one its certificate names as broker.host ({err})"
-        ),
-        Tls::InvalidCertificate(_) => {
-            format!("TLS handshake failed: the broker's certificate was rejected ({err})")
-        }
-        Tls::AlertReceived(_) => format!(
-            "TLS handshake failed: the broker refused it ({err}); if it asks for a client \
-             certificate, set broker.tls.client_cert_file and broker.tls.client_key_file"
-        ),
-        Tls::InvalidMessage(_)
-        | Tls::InappropriateMessage { .. }
-        | Tls::InappropriateHandshakeMessage { .. } => format!(
-            "TLS handshake failed: the other end does not speak TLS ({err}); is broker.port the \
-             broker's TLS stream listener (stream.listeners.ssl, usually 5551)?"
-        ),
-        Tls::InconsistentKeys(_) | Tls::NoCertificatesPresented => format!(
-            "TLS: broker.tls.client_cert_file and broker.tls.client_key_file do not make a \
-             certificate and its key ({err})"
-        ),
-        other => format!("TLS error: {other}"),
-    }
-}
-
-/// A failed connection attempt with `[broker.tls]` set, in words naming the files involved;
-/// `None` when the failure has nothing to do with TLS.
-pub fn describe_tls_connect_error(
-    err: &ClientError,
-    tls: &TlsSettings,
-    endpoint: &str,
-) -> Option<String> {
-    let ca = match &tls.ca_file {
-        Some(path) => format!("broker.tls.ca_file = {}", path.display()),
-        None => "broker.tls.trust_everything = true".to_owned(),
-    };
-    match err {
-        err if tls_error(err).is_some() => tls_error(err)
-            .map(describe_tls_error)
-            .map(|reason| format!("{reason} [{ca}]")),
-        // The other end closed the connection in the middle of the TLS handshake.
-        ClientError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Some(format!(
-            "TLS handshake failed: {endpoint} closed the connection during it ({io}); is that \
-             the broker's TLS stream listener (stream.listeners.ssl, usually 5551)? [{ca}]"
-        )),
-        // With TLS 1.3 the broker checks the client certificate after the client thinks the
-        // handshake is done: a refused certificate looks like a closed connection.
-        ClientError::ConnectionClosed => Some(match &tls.client_cert_file {
-            Some(cert) => format!(
-                "the broker closed the connection right after the TLS handshake: did it refuse \
-                 the client certificate (broker.tls.client_cert_file = {}), or are the \
-                 credentials or virtual host wrong? [{ca}]",
-                cert.display()
-            ),
-            None => format!(
-                "the broker closed the connection right after the TLS handshake: does it require \
-                 a client certificate (broker.tls.client_cert_file), or are the credentials or \
-                 virtual host wrong? [{ca}]"
-            ),
-        }),
-        _ => None,
     }
 }

@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use shared::{OffsetSpec, Settings};
 
+/// The environment is one per process: the tests here take turns.
+static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_environment_overrides_the_file() {
+    let _turn = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     file.write_all(
         b"[broker]\nport = 1111\n[stream]\nname = \"from-file\"\n[producer]\nmessage_count = 5\n\
@@ -62,4 +68,33 @@ fn the_environment_overrides_the_file() {
     assert_eq!(s.tracker.store_every, Duration::from_secs(3));
     // Without file, environment or flag: the built-in default.
     assert_eq!(s.broker.host, "localhost");
+}
+
+#[test]
+fn environment_values_are_taken_verbatim() {
+    let _turn = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Secrets and names are strings: a leading zero, a case or a decimal point must survive.
+    let values = [
+        ("OFFSET_TRACKING__BROKER__PASSWORD", "0123"),
+        ("OFFSET_TRACKING__BROKER__USERNAME", "TRUE"),
+        ("OFFSET_TRACKING__BROKER__VIRTUAL_HOST", "1.50"),
+        ("OFFSET_TRACKING__CONSUMER__NAME", "007"),
+        ("OFFSET_TRACKING__CONSUMER__SINGLE_ACTIVE", "TRUE"),
+    ];
+    for (key, value) in values {
+        std::env::set_var(key, value);
+    }
+    let loaded = Settings::load(None);
+    for (key, _) in values {
+        std::env::remove_var(key);
+    }
+    let s = loaded.unwrap();
+    assert_eq!(s.broker.password.expose(), "0123");
+    assert_eq!(s.broker.username, "TRUE");
+    assert_eq!(s.broker.virtual_host, "1.50");
+    assert_eq!(s.consumer.name, "007");
+    // Typed keys still read their own strings.
+    assert!(s.consumer.single_active);
 }

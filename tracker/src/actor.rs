@@ -1,5 +1,8 @@
-//! The tracker actor: receives [`Processed`] reports, stores the newest processed offset when the
-//! count or the time trigger is due, and confirms a store on [`Flush`].
+//! The tracker actor and its protocol: it receives [`Processed`] reports, stores the newest
+//! processed offset when the count or the time trigger is due, confirms a store on [`Flush`],
+//! answers [`GetStats`], and publishes [`StoredProgress`] on a watch channel. The messages are
+//! typed here, beside the actor that receives them: its users know it only as `Recipient`s of
+//! them, so either side can be replaced (a test double, another store).
 //!
 //! Stores run one at a time inside the actor (`ctx.wait`), so they reach the store in order and the
 //! policy sees each one acknowledged before the next. A store is one small write; while one is under
@@ -12,7 +15,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use shared::config::TrackerSettings;
 use shared::error::{Error, Result};
-use shared::messages::{Flush, GetStats, Processed, StoredProgress, TrackerStats};
 use shared::metrics::TrackerMetrics;
 use tokio::sync::watch;
 
@@ -22,6 +24,51 @@ use crate::store::OffsetStore;
 /// Room in the tracker's mailbox. Reports are tiny and coalescible: a sender that finds it full
 /// keeps its newest report and sends it with the next one.
 pub const MAILBOX_CAPACITY: usize = 64;
+
+/// "These messages are processed": the newest processed offset and how many messages were
+/// processed since the previous report. Sent once per batch, never per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Processed {
+    /// The offset of the last message processed.
+    pub offset: u64,
+    /// How many messages this report covers (at least 1).
+    pub count: u64,
+}
+
+/// "Store the newest processed offset now and confirm it reached the broker": sent on the marker
+/// and on shutdown. Answers the offset now stored, or `None` if nothing was ever processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "Result<Option<u64>>")]
+pub struct Flush;
+
+/// A snapshot of the tracker's work, for summaries and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, actix::MessageResponse)]
+pub struct TrackerStats {
+    /// The newest offset reported processed.
+    pub last_processed: Option<u64>,
+    /// The newest offset the tracker stored.
+    pub last_stored: Option<u64>,
+    /// Stores sent to the broker.
+    pub stores: u64,
+    /// Stores that failed.
+    pub store_errors: u64,
+}
+
+/// Asks the tracker for its [`TrackerStats`].
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "TrackerStats")]
+pub struct GetStats;
+
+/// What the tracker has stored so far, published on a `tokio::sync::watch` channel: the consumer
+/// reads it to keep the messages processed beyond the last store within the crash bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredProgress {
+    /// The newest offset stored.
+    pub offset: Option<u64>,
+    /// How many messages had been reported processed when that offset was stored.
+    pub processed: u64,
+}
 
 /// Closes the tracker's store connection and stops the actor; send it after the last [`Flush`].
 #[derive(Debug, Clone, Copy, Message)]

@@ -19,20 +19,22 @@
 //!
 //! Never report an offset before its message is processed: the tracker stores what it is told.
 //!
-//! [`Processed`]: shared::messages::Processed
-//! [`Flush`]: shared::messages::Flush
+//! # Layout
 //!
-//! # Modules
-//!
-//! - [`policy`]: when a store is due (pure logic).
-//! - [`store`]: where offsets go ([`BrokerStore`]: the broker, over a connection of its own).
-//! - [`actor`]: the [`Tracker`] actor that ties them together.
-//! - [`sqlite`]: offsets in the application's own SQLite database.
+//! | file | what lives there |
+//! |---|---|
+//! | `actor.rs` | the [`Tracker`] actor and its protocol: [`Processed`], [`Flush`], [`GetStats`], [`Close`], [`StoredProgress`] |
+//! | `policy.rs` | when a store is due (pure logic, unit-tested) |
+//! | `store.rs` | where offsets go: the [`OffsetStore`] trait; [`BrokerStore`], the broker over a connection of its own |
+//! | `sqlite.rs` | offsets in the application's own SQLite [`Database`]; [`SqliteThenBroker`] |
 
-pub mod actor;
-pub mod policy;
-pub mod sqlite;
-pub mod store;
+mod actor;
+mod policy;
+mod sqlite;
+mod store;
 
-pub use actor::{Close, Tracker, MAILBOX_CAPACITY};
+pub use actor::{
+    Close, Flush, GetStats, Processed, StoredProgress, Tracker, TrackerStats, MAILBOX_CAPACITY,
+};
+pub use sqlite::{Database, SqliteThenBroker};
 pub use store::{BrokerStore, OffsetStore};

@@ -21,6 +21,22 @@ use crate::store::OffsetStore;
 /// How long a write waits for a lock another process holds before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Creates `path` readable and writable by its owner only (0600) when it does not exist yet: it
+/// holds message bodies. SQLite gives its WAL and shared-memory files the same permissions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 /// An open offsets database for one stream and consumer.
 pub struct Database {
     connection: Connection,
@@ -39,6 +55,12 @@ impl Database {
                 path.display()
             ))
         };
+        create_private(path).map_err(|e| {
+            Error::Config(format!(
+                "tracker.sqlite_path: cannot create {}: {e}",
+                path.display()
+            ))
+        })?;
         let connection = Connection::open(path).map_err(|e| fail("open", e))?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
@@ -192,5 +214,26 @@ impl<B: OffsetStore> OffsetStore for SqliteThenBroker<B> {
 
     fn close(&self) -> LocalBoxFuture<'static, ()> {
         self.broker.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_database_and_its_wal_are_private_to_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.sqlite");
+        let database = Database::open(&path, "s", "c").unwrap();
+        database.store_offset(41).unwrap();
+        for file in [path.clone(), dir.path().join("offsets.sqlite-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+        }
+        assert_eq!(database.stored_offset().unwrap(), Some(41));
     }
 }

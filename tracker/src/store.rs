@@ -84,6 +84,7 @@ impl OffsetStore for BrokerStore {
                     stream,
                     offset,
                     reason: describe_client_error(&err),
+                    source: Some(Box::new(err)),
                 }
             })
         })
@@ -102,9 +103,7 @@ impl OffsetStore for BrokerStore {
         let client = self.client.borrow_mut().take();
         Box::pin(async move {
             if let Some(client) = client {
-                // The client's close waits for the broker's reply without a deadline.
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), client.close()).await;
+                connection::close_within("the tracker's store connection", client.close()).await;
             }
         })
     }

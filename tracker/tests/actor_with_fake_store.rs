@@ -10,7 +10,7 @@ use actix::Actor;
 use futures::future::LocalBoxFuture;
 use shared::config::TrackerSettings;
 use shared::error::Result;
-use shared::messages::{Flush, GetStats, Processed};
+use tracker::{Flush, GetStats, Processed};
 use tracker::{OffsetStore, Tracker};
 
 #[derive(Clone, Default)]

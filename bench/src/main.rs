@@ -1,0 +1,86 @@
+//! `bench`: issue #5's benchmark. Measures, in one run against the configured broker, what our
+//! producer and our consumer + tracker cost against the raw `rabbitmq-stream-client`:
+//!
+//! 1. **Publish** `--messages` messages (`hello0` … `marker{n-1}`, ~12 bytes) with the raw client
+//!    (`send` + a confirm callback, timed from the first `send` to the last confirm), with our
+//!    `producer` binary, and with the raw client again (the reference is the mean of the two raw
+//!    rounds), each onto a fresh stream.
+//! 2. **Consume** the stream our producer wrote: raw without stores, our `consumer` at
+//!    `store_every_messages` = 10, the tutorial's pattern (raw, `store_offset(..).await` in the
+//!    loop every 10 messages) on a bounded prefix only (it runs near 13 k msg/s), our consumer at
+//!    `store_every_messages` = 10 000, with the SQLite sink, and raw without stores again. Raw
+//!    rates are timed from the first delivery to the marker, like our consumer's summary.
+//! 3. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
+//!    0 skips it), under `/usr/bin/time -f %M` (or, without GNU time, by polling `VmHWM`).
+//!
+//! The broker shares the machine's cores with everything, so references and ours run interleaved
+//! in one run. Our binaries are driven through `OFFSET_TRACKING__…` environment variables and
+//! run with `--summary-json`: their results are read from the JSON summary line they print on
+//! stderr ([`shared::summary::RunSummary`]). The raw rows publish the producer library's bodies
+//! ([`producer::wave_body`]) and count confirmations with its [`producer::Confirmations`]. Every
+//! stream the run creates has a unique name and is deleted at the end, also after a failure or
+//! Ctrl-C.
+//!
+//! The last line printed is one `bench summary:` line of the ratios, stores and peak RSS figures.
+//!
+//! ```text
+//! cargo build --release -p producer -p consumer -p bench --bins
+//! target/release/bench --messages 1000000 --rss-messages 10000000
+//! ```
+//!
+//! Layout: `cli.rs` (options), `run.rs` (the run: streams, the rows in order, the figures after
+//! them), `raw.rs` (the raw-client reference rows), `ours.rs` (the rows of our binaries), `rss.rs`
+//! (peak RSS measurement), `row.rs` (one row's figures and its line), `summary.rs` (the targets
+//! and the final `bench summary:` line).
+
+mod cli;
+mod ours;
+mod raw;
+mod row;
+mod rss;
+mod run;
+mod summary;
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::run::Bench;
+
+fn main() -> ExitCode {
+    shared::telemetry::init();
+    let cli = Cli::parse();
+    let runtime = match shared::runtime::tokio_runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bench: error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(cli)) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects, runs every row (until done or Ctrl-C), and deletes the run's streams either way.
+async fn bench(cli: Cli) -> anyhow::Result<summary::BenchSummary> {
+    let bench = Bench::new(&cli).await?;
+    let outcome = tokio::select! {
+        outcome = bench.run(&cli) => outcome,
+        signal = tokio::signal::ctrl_c() => match signal {
+            Ok(()) => Err(anyhow!("interrupted")),
+            Err(err) => Err(anyhow!("cannot listen for Ctrl-C: {err}")),
+        },
+    };
+    bench.delete_streams().await;
+    outcome
+}

@@ -1,0 +1,250 @@
+//! One run: connects, creates fresh streams, runs every row in the interleaved order of the
+//! crate documentation, prints the figures that follow the rows, and deletes its streams.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rabbitmq_stream_client::types::ByteCapacity;
+use rabbitmq_stream_client::Environment;
+use shared::config::{BrokerSettings, Settings, StreamSettings};
+use shared::connection;
+use shared::offset_spec::show_offset as show;
+
+use crate::cli::Cli;
+use crate::ours::Ours;
+use crate::raw::{self, Tutorial};
+use crate::row::{report, Measured};
+use crate::rss::Probe;
+use crate::summary::BenchSummary;
+
+/// `store_every_messages` of the tutorial's pattern and of our first consumer row.
+const EVERY_10: u64 = 10;
+
+/// `store_every_messages` of our second consumer row.
+const EVERY_10000: u64 = 10_000;
+
+/// One run's connections, names and settings.
+pub(crate) struct Bench {
+    broker: BrokerSettings,
+    environment: Environment,
+    /// Unique per run: part of every stream and consumer name.
+    run_id: String,
+    /// Streams created so far, deleted at the end.
+    streams: Mutex<Vec<String>>,
+    ours: Ours,
+}
+
+impl Bench {
+    /// Reads the configuration (`--config`, `config.toml`, `OFFSET_TRACKING__…`) for the broker's
+    /// address and connects; fails with the reason when the broker cannot be reached.
+    pub(crate) async fn new(cli: &Cli) -> Result<Self> {
+        let settings = Settings::load(cli.config.config.as_deref())?;
+        let broker = settings.broker;
+        let environment = connection::environment(&broker, "bench")
+            .await
+            .context("no broker to benchmark against")?;
+        let bin_dir = match &cli.bin_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .context("cannot locate the bench binary")?
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| anyhow!("the bench binary has no parent directory"))?,
+        };
+        for binary in ["producer", "consumer"] {
+            let path = bin_dir.join(binary);
+            if !path.is_file() {
+                bail!(
+                    "{} is missing: build it with `cargo build --release -p producer -p consumer` \
+                     or point --bin-dir at it",
+                    path.display()
+                );
+            }
+        }
+        let rss_probe = Probe::resolve(cli.rss_probe)?;
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let run_id = format!("{}-{millis}", std::process::id());
+        Ok(Self {
+            ours: Ours {
+                bin_dir,
+                config_file: cli.config.config.clone(),
+                rss_probe,
+                broker: broker.clone(),
+                run_id: run_id.clone(),
+            },
+            broker,
+            environment,
+            run_id,
+            streams: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Every row, in the interleaved order of the crate documentation.
+    pub(crate) async fn run(&self, cli: &Cli) -> Result<BenchSummary> {
+        let n = cli.messages;
+        println!(
+            "bench: {n} messages of ~12 bytes per row; broker {}; run {}; peak RSS via {}",
+            self.broker.endpoint(),
+            self.run_id,
+            self.ours.rss_probe.describe(),
+        );
+
+        // 1. Publishing: raw, ours, raw.
+        let stream = self.create_stream("raw1").await?;
+        let raw_publish_1 = raw::publish(&self.environment, &stream, n).await?;
+        report("publish", "raw #1: send + confirm callback", &raw_publish_1);
+        let main_stream = self.create_stream("ours").await?;
+        let ours_publish = self.ours.producer(&main_stream, n).await?;
+        report("publish", "ours: producer binary", &ours_publish);
+        let stream = self.create_stream("raw2").await?;
+        let raw_publish_2 = raw::publish(&self.environment, &stream, n).await?;
+        report("publish", "raw #2: send + confirm callback", &raw_publish_2);
+
+        // 2. Consuming the stream our producer wrote: raw, ours@10, tutorial, ours@10000,
+        // ours with the SQLite sink, raw.
+        let raw_consume_1 = raw::consume(&self.environment, &main_stream, n, None).await?;
+        report("consume", "raw #1: no stores", &raw_consume_1);
+        let ours_10 = self.ours.consumer(&main_stream, n, EVERY_10, false).await?;
+        report("consume", "ours: store_every_messages=10", &ours_10);
+        let tutorial = Tutorial {
+            name: format!("bench-{}-tutorial", self.run_id),
+            every: EVERY_10,
+            max_messages: cli.tutorial_messages.min(n),
+            max_time: Duration::from_secs(cli.tutorial_seconds),
+        };
+        let tutorial_run =
+            raw::consume(&self.environment, &main_stream, n, Some(&tutorial)).await?;
+        let label = format!(
+            "raw: tutorial, store_offset().await every 10 (prefix: first {} msgs or {} s)",
+            tutorial.max_messages, cli.tutorial_seconds
+        );
+        report("consume", &label, &tutorial_run);
+        let ours_10000 = self
+            .ours
+            .consumer(&main_stream, n, EVERY_10000, false)
+            .await?;
+        report("consume", "ours: store_every_messages=10000", &ours_10000);
+        let ours_sink = self
+            .ours
+            .consumer(&main_stream, n, EVERY_10000, true)
+            .await?;
+        report(
+            "consume",
+            "ours: SQLite sink (a transaction per batch)",
+            &ours_sink,
+        );
+        let raw_consume_2 = raw::consume(&self.environment, &main_stream, n, None).await?;
+        report("consume", "raw #2: no stores", &raw_consume_2);
+
+        // 3. Peak RSS on a large wave.
+        let wave = if cli.rss_messages > 0 {
+            let stream = self.create_stream("rss").await?;
+            let producer = self.ours.producer(&stream, cli.rss_messages).await?;
+            report("rss wave", "ours: producer binary", &producer);
+            let consumer = self
+                .ours
+                .consumer(&stream, cli.rss_messages, EVERY_10, false)
+                .await?;
+            report(
+                "rss wave",
+                "ours: consumer, store_every_messages=10",
+                &consumer,
+            );
+            Some((producer, consumer))
+        } else {
+            None
+        };
+
+        let raw_publish_rate = mean(raw_publish_1.rate, raw_publish_2.rate);
+        let raw_consume_rate = mean(raw_consume_1.rate, raw_consume_2.rate);
+        let summary = BenchSummary {
+            rss_messages: cli.rss_messages,
+            producer_vs_raw: ours_publish.rate / raw_publish_rate,
+            consumer10_vs_raw: ours_10.rate / raw_consume_rate,
+            consumer10_vs_tutorial: ours_10.rate / tutorial_run.rate,
+            consumer10000_vs_raw: ours_10000.rate / raw_consume_rate,
+            sqlite_sink_vs_raw: ours_sink.rate / raw_consume_rate,
+            stores_10: ours_10.stores.unwrap_or_default(),
+            stores_10000: ours_10000.stores.unwrap_or_default(),
+            peak_rss_producer_kib: wave.as_ref().and_then(|(p, _)| p.peak_rss_kib),
+            peak_rss_consumer_kib: wave.as_ref().and_then(|(_, c)| c.peak_rss_kib),
+        };
+
+        println!();
+        println!(
+            "reference publish rate (mean of raw #1, #2): {raw_publish_rate:.0} msg/s; \
+             reference consume rate (mean of raw #1, #2): {raw_consume_rate:.0} msg/s"
+        );
+        for (every, run) in [(EVERY_10, &ours_10), (EVERY_10000, &ours_10000)] {
+            print_stores(n, every, run);
+        }
+        println!(
+            "stores in the tutorial row: {} for {} messages",
+            tutorial_run.stores.unwrap_or_default(),
+            tutorial_run.messages
+        );
+        summary.print_targets();
+        Ok(summary)
+    }
+
+    /// Creates a fresh stream named after the run and `label`, and remembers it for deletion.
+    async fn create_stream(&self, label: &str) -> Result<String> {
+        let name = format!("bench-{}-{label}", self.run_id);
+        // Created here rather than through `connection::ensure_stream`: the name is new, and an
+        // existing stream would be an error (it could hold another run's messages).
+        let retention = StreamSettings::default().max_length_bytes;
+        self.environment
+            .stream_creator()
+            .max_length(ByteCapacity::B(retention))
+            .create(&name)
+            .await
+            .with_context(|| format!("cannot create stream '{name}'"))?;
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.push(name.clone());
+        }
+        Ok(name)
+    }
+
+    /// Deletes every stream the run created; a failure is reported, not fatal.
+    pub(crate) async fn delete_streams(&self) {
+        let streams = match self.streams.lock() {
+            Ok(mut streams) => std::mem::take(&mut *streams),
+            Err(_) => return,
+        };
+        for stream in streams {
+            if let Err(err) = self.environment.delete_stream(&stream).await {
+                eprintln!("bench: warning: cannot delete stream '{stream}': {err}");
+            }
+        }
+    }
+}
+
+/// The stores line of our consumer's row at `store_every_messages = every` on `n` messages:
+/// how many, whether the promise "at most one per `every`" was kept, and where the broker is.
+fn print_stores(n: u64, every: u64, run: &Measured) {
+    let stores = run.stores.unwrap_or_default();
+    let allowed = n.div_ceil(every) + 1;
+    println!(
+        "stores at store_every_messages={every}: {stores} for {n} messages \
+         (at most one per {every}: {}), store_errors={}, broker holds offset {} \
+         (last processed {})",
+        if stores <= allowed {
+            "kept"
+        } else {
+            "EXCEEDED"
+        },
+        run.store_errors.unwrap_or_default(),
+        show(run.broker_offset),
+        show(run.last_offset),
+    );
+}
+
+/// The mean of two rates.
+fn mean(a: f64, b: f64) -> f64 {
+    (a + b) / 2.0
+}

@@ -1,0 +1,548 @@
+//! The consumer actor: takes the client's deliveries a batch at a time (`StreamHandler` over
+//! `ready_chunks`), processes them — the tutorial's work: count, first and last offset, stop at
+//! the marker — and reports each processed batch to the tracker with one message.
+//!
+//! - Reports go out with `try_send`: when the tracker's bounded mailbox is full, the report is
+//!   kept and merged into the next one, so the tracker neither slows consumption nor grows memory.
+//! - Crash bound: with the count trigger on, the actor never runs more than
+//!   `store_every_messages + MAX_BATCH` processed messages ahead of the tracker's last store; if it
+//!   would, it waits for the store (this only happens when stores fall behind).
+//! - When the subscription ends or fails without the marker (connection lost, broker restart), it
+//!   subscribes again with backoff, right after the last *processed* offset, until
+//!   `consumer.reconnect_timeout` runs out.
+//! - When no delivery arrives for a while, it checks that the stream still exists (the client
+//!   ignores the broker's "stream deleted" notice and would wait forever).
+//! - In a consumer group (`consumer.single_active`) it processes only while the broker says it is
+//!   the active member ([`GroupUpdate`]). Becoming active, it resumes right after the offset
+//!   stored for the group; becoming inactive, it drops what is still buffered and flushes the
+//!   tracker, and the client's callback stores the last processed offset on the subscription's own
+//!
+//! Over 500 lines: the actor's states (consuming, resubscribing, finishing) share its fields and
+//! each transition is short; group and health behaviour live in `group.rs` and `health.rs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::mpsc;
+use futures::StreamExt;
+use rabbitmq_stream_client::error::ConsumerDeliveryError;
+use rabbitmq_stream_client::types::Delivery;
+use rabbitmq_stream_client::ConsumerHandle;
+use shared::connection;
+use shared::error::{Error, Result};
+use shared::metrics::ConsumerMetrics;
+use shared::offset_spec::show_offset;
+use shared::progress::{self, Reporter};
+use shared::retry::Backoff;
+use shared::OffsetSpec;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracker::{Flush, Processed, StoredProgress};
+
+use super::group::{GroupUpdate, Membership};
+use super::health::LAG_PROBE_EVERY;
+use super::subscription::{Subscribed, Subscription};
+use crate::handler::{Handled, Handler};
+
+/// Most deliveries handled as one batch (and reported with one [`Processed`]).
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// What a run did, sent once when the actor stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Offset of the first message processed.
+    pub first_offset: Option<u64>,
+    /// Offset of the last message processed (the marker's, if it arrived).
+    pub last_offset: Option<u64>,
+    /// Messages processed.
+    pub messages: u64,
+    /// Whether the handler ended the run (the tutorial's: on the marker), rather than a shutdown.
+    pub reached_marker: bool,
+    /// The offset the broker holds for this consumer after the final flush.
+    pub stored_offset: Option<u64>,
+    /// From the first message received to the last one processed.
+    pub elapsed: Duration,
+    /// Times the subscription was lost and made again.
+    pub reconnects: u64,
+}
+
+/// The tracker, as the consumer sees it: recipients and a progress signal, no concrete type.
+#[derive(Clone)]
+pub(crate) struct TrackerLink {
+    /// Where processed batches go.
+    pub(crate) processed: Recipient<Processed>,
+    /// Where flush requests go.
+    pub(crate) flush: Recipient<Flush>,
+    /// What the tracker has stored.
+    pub(crate) stored: watch::Receiver<StoredProgress>,
+}
+
+type Delivered = std::result::Result<Delivery, ConsumerDeliveryError>;
+
+/// A batch from subscription number `.0`; `None` when that subscription ended.
+type Item = (u64, Option<Vec<Delivered>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Consuming,
+    Reconnecting,
+    Finishing,
+}
+
+/// See the module documentation.
+pub(crate) struct ConsumerActor<H: Handler> {
+    pub(super) handler: H,
+    pub(super) subscription: Subscription,
+    pub(super) initial: Option<Subscribed>,
+    pub(super) epoch: u64,
+    pub(super) handle: Option<ConsumerHandle>,
+    pub(super) tracker: TrackerLink,
+    pub(super) shutdown: CancellationToken,
+    pub(super) outcome: Outcome,
+    pub(super) unreported: Option<Processed>,
+    pub(super) phase: Phase,
+    pub(super) first_received_at: Option<Instant>,
+    pub(super) last_delivery_at: Instant,
+    pub(super) progress: Reporter,
+    pub(super) stream_end: Option<u64>,
+    pub(super) probing_end: bool,
+    pub(super) metrics: ConsumerMetrics,
+    pub(super) done: Option<oneshot::Sender<Result<Outcome>>>,
+    /// Whether deliveries are processed: always outside a group; in one, while active.
+    pub(super) active: bool,
+    /// Deliveries below this offset are leftovers of an earlier activation: never processed.
+    pub(super) min_offset: Option<u64>,
+    /// The last offset processed in the current activation.
+    pub(super) activation_last: Option<u64>,
+    /// In a group: the subscriptions' consumer updates, until `started` feeds them in.
+    pub(super) group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
+    /// The current subscription's group membership.
+    pub(super) membership: Option<Membership>,
+    /// Shared with the process's progress display when several partitions are consumed.
+    pub(super) shared_count: Option<Arc<AtomicU64>>,
+    /// The last stream check found the stream without a leader.
+    pub(super) unavailable: bool,
+    /// When the stream was last checked (at most once per `IDLE_CHECK`).
+    pub(super) last_check_at: Instant,
+}
+
+impl<H: Handler> ConsumerActor<H> {
+    /// An actor handing `initial`'s deliveries (it is attached as `subscription` says) to
+    /// `handler`, reporting to `tracker`, stopping when `shutdown` is cancelled, and answering on
+    /// `done` when it stops.
+    pub(crate) fn new(
+        handler: H,
+        subscription: Subscription,
+        initial: Subscribed,
+        tracker: TrackerLink,
+        shutdown: CancellationToken,
+        done: oneshot::Sender<Result<Outcome>>,
+    ) -> Self {
+        let metrics = ConsumerMetrics::new(&subscription.stream);
+        Self {
+            handler,
+            subscription,
+            initial: Some(initial),
+            epoch: 0,
+            handle: None,
+            tracker,
+            shutdown,
+            outcome: Outcome::default(),
+            unreported: None,
+            phase: Phase::Consuming,
+            first_received_at: None,
+            last_delivery_at: Instant::now(),
+            progress: Reporter::new("processed", None),
+            stream_end: None,
+            probing_end: false,
+            metrics,
+            done: Some(done),
+            active: true,
+            min_offset: None,
+            activation_last: None,
+            group_updates: None,
+            membership: None,
+            shared_count: None,
+            unavailable: false,
+            last_check_at: Instant::now(),
+        }
+    }
+
+    /// In a consumer group: start inactive and follow the broker's `updates` (the receiving end
+    /// of the subscription's [`Group::updates`]).
+    pub(crate) fn in_group(mut self, updates: mpsc::UnboundedReceiver<GroupUpdate>) -> Self {
+        self.active = false;
+        self.group_updates = Some(updates);
+        self
+    }
+
+    /// Counts processed messages into `count` for a display shared with other partitions,
+    /// instead of showing progress of its own.
+    pub(crate) fn counting_into(mut self, count: Arc<AtomicU64>) -> Self {
+        self.shared_count = Some(count);
+        self
+    }
+
+    /// Feeds `consumer`'s deliveries into this actor, tagged so that a stale subscription's
+    /// leftovers are recognised after a reconnect.
+    fn attach(&mut self, subscribed: Subscribed, ctx: &mut Context<Self>) {
+        let Subscribed {
+            consumer,
+            membership,
+        } = subscribed;
+        if membership.is_some() {
+            // Active only once the broker says so (perhaps already: `membership` counts).
+            self.active = false;
+        }
+        self.membership = membership;
+        self.epoch += 1;
+        self.handle = Some(consumer.handle());
+        self.phase = Phase::Consuming;
+        self.last_delivery_at = Instant::now();
+        let epoch = self.epoch;
+        let batches = consumer
+            .ready_chunks(MAX_BATCH)
+            .map(move |batch| (epoch, Some(batch)))
+            .chain(futures::stream::once(async move { (epoch, None) }));
+        ctx.add_stream(batches);
+    }
+
+    /// Where to attach again: right after the last processed message, or where we first did.
+    pub(super) fn resume_position(&self) -> OffsetSpec {
+        match self.outcome.last_offset {
+            Some(offset) => OffsetSpec::Offset(offset + 1),
+            None => self.subscription.start,
+        }
+    }
+
+    /// Processed messages not yet covered by a store the tracker made.
+    pub(super) fn ahead_of_store(&self) -> u64 {
+        self.outcome
+            .messages
+            .saturating_sub(self.tracker.stored.borrow().processed)
+    }
+
+    /// Handles one batch, unless the crash bound says to wait for the tracker first.
+    fn take_batch(&mut self, mut batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+        if !self.active {
+            // Not the group's active member (any more): another member processes these.
+            return;
+        }
+        if let Some(min) = self.min_offset {
+            batch.retain(|item| item.as_ref().map_or(true, |d| d.offset() >= min));
+            if batch.is_empty() {
+                return;
+            }
+        }
+        let every = self.subscription.store_every_messages;
+        let limit = every + MAX_BATCH as u64;
+        let size = batch.len() as u64;
+        if every == 0 || self.ahead_of_store() + size <= limit {
+            self.process_batch(batch, ctx);
+            return;
+        }
+        // Stores fell behind: hand over what is unreported and wait until the tracker catches up.
+        let pending = self.unreported.take();
+        let tracker = self.tracker.clone();
+        let processed = self.outcome.messages;
+        let shutdown = self.shutdown.clone();
+        let caught_up = async move {
+            if let Some(report) = pending {
+                let _ = tracker.processed.send(report).await;
+            }
+            let mut stored = tracker.stored.clone();
+            tokio::select! {
+                _ = stored.wait_for(|s| processed.saturating_sub(s.processed) + size <= limit) => true,
+                _ = shutdown.cancelled() => false,
+            }
+        };
+        ctx.wait(
+            caught_up
+                .into_actor(self)
+                .map(move |caught_up, actor, ctx| {
+                    if caught_up {
+                        actor.process_batch(batch, ctx);
+                    } else {
+                        actor.finish(None, ctx);
+                    }
+                }),
+        );
+    }
+
+    fn process_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for item in batch {
+            match item {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(err) => {
+                    failure = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        let handled = if deliveries.is_empty() {
+            Handled::all(0)
+        } else {
+            match self.handler.handle(&deliveries) {
+                Ok(handled) => handled,
+                Err(err) => return self.finish(Some(err), ctx),
+            }
+        };
+        let processed = &deliveries[..handled.processed.min(deliveries.len())];
+        if let (Some(first), Some(last)) = (processed.first(), processed.last()) {
+            let now = Instant::now();
+            if self.outcome.first_offset.is_none() {
+                self.outcome.first_offset = Some(first.offset());
+                self.first_received_at = Some(now);
+            }
+            let last = last.offset();
+            let count = processed.len() as u64;
+            self.outcome.last_offset = Some(last);
+            self.activation_last = Some(last);
+            self.outcome.messages += count;
+            if let Some(shared) = &self.shared_count {
+                shared.fetch_add(count, Ordering::Relaxed);
+            }
+            self.last_delivery_at = now;
+            if let Some(started) = self.first_received_at {
+                self.outcome.elapsed = started.elapsed();
+            }
+            tracing::debug!(
+                target: "consumer::processed",
+                stream = %self.subscription.stream,
+                last,
+                count,
+                "processed"
+            );
+            self.metrics.processed.increment(count);
+            self.metrics.last_processed.set(last as f64);
+            self.metrics.unstored.set(self.ahead_of_store() as f64);
+            if let Err(err) = self.report(last, count) {
+                return self.finish(Some(err), ctx);
+            }
+        }
+        if handled.stop {
+            // The bar goes before the handler's last words, so that nothing is left drawn.
+            self.progress.finish();
+            self.handler.stopped();
+            self.outcome.reached_marker = true;
+            self.finish(None, ctx);
+        } else if processed.len() < deliveries.len() {
+            let err = Error::Internal(format!(
+                "the handler processed {} of {} deliveries without stopping",
+                processed.len(),
+                deliveries.len()
+            ));
+            self.finish(Some(err), ctx);
+        } else if let Some(reason) = failure {
+            self.reconnect(format!("delivery failed: {reason}"), ctx);
+        }
+    }
+
+    /// Hands the processed batch to the tracker without ever waiting for it.
+    fn report(&mut self, offset: u64, count: u64) -> Result<()> {
+        let count = count + self.unreported.take().map_or(0, |earlier| earlier.count);
+        match self.tracker.processed.try_send(Processed { offset, count }) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(report)) => {
+                self.unreported = Some(report);
+                Ok(())
+            }
+            Err(SendError::Closed(_)) => Err(Error::Internal("the tracker stopped".into())),
+        }
+    }
+
+    /// The subscription is gone without the marker: subscribe again after the last processed
+    /// message, with backoff, until the deadline.
+    pub(super) fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Consuming {
+            return;
+        }
+        self.phase = Phase::Reconnecting;
+        if self.subscription.group.is_some() {
+            // The new subscription is active only once the broker says so again.
+            self.active = false;
+        }
+        self.outcome.reconnects += 1;
+        self.metrics.resubscribes.increment(1);
+        if let Some(old) = self.handle.take() {
+            // The old subscription may be half-alive: close it, never wait for it.
+            actix::spawn(connection::close_within("a lost subscription", old.close()));
+        }
+        let position = self.resume_position();
+        let label = self.subscription.label();
+        tracing::warn!("{label}subscription lost ({reason}); subscribing again at {position}");
+        let subscription = self.subscription.clone();
+        let shutdown = self.shutdown.clone();
+        let retry = async move {
+            let mut backoff = Backoff::for_(subscription.reconnect_timeout);
+            loop {
+                let renewed_then_subscribed = async {
+                    let renewed = subscription.renewed().await?;
+                    let consumer = renewed.subscribe(position).await?;
+                    Ok((renewed, consumer))
+                };
+                let attempt = tokio::select! {
+                    attempt = renewed_then_subscribed => attempt,
+                    _ = shutdown.cancelled() => return Ok(None),
+                };
+                let err = match attempt {
+                    Ok(renewed) => return Ok(Some(renewed)),
+                    Err(err @ Error::StreamNotFound { .. }) => return Err(err),
+                    Err(err) => err,
+                };
+                let Some(pause) = backoff.next_pause() else {
+                    return Err(Error::ConsumeStopped {
+                        stream: subscription.stream.clone(),
+                        reason: format!(
+                            "gave up subscribing again after {} (consumer.reconnect_timeout): {err}",
+                            humantime::format_duration(subscription.reconnect_timeout)
+                        ),
+                    });
+                };
+                tracing::info!(
+                    "{label}{err}; trying again in {}",
+                    humantime::format_duration(pause)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+            }
+        };
+        ctx.wait(
+            retry
+                .into_actor(self)
+                .map(move |result, actor, ctx| match result {
+                    Ok(Some((renewed, consumer))) => {
+                        tracing::info!("{}subscribed again at {position}", renewed.label());
+                        actor.subscription = renewed;
+                        actor.attach(consumer, ctx);
+                    }
+                    Ok(None) => {
+                        actor.phase = Phase::Consuming;
+                        actor.finish(None, ctx);
+                    }
+                    Err(err) => {
+                        actor.phase = Phase::Consuming;
+                        actor.finish(Some(err), ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Stops consuming: flushes the tracker (which confirms the store), closes the subscription,
+    /// and answers `done` with `failure` or the outcome.
+    pub(super) fn finish(&mut self, failure: Option<Error>, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Finishing {
+            return;
+        }
+        self.phase = Phase::Finishing;
+        self.progress.finish();
+        let pending = self.unreported.take();
+        let tracker = self.tracker.clone();
+        let handle = self.handle.take();
+        let stream_gone = matches!(
+            failure,
+            Some(Error::ConsumeStopped { .. } | Error::StreamNotFound { .. })
+        );
+        let work = async move {
+            // The last report may still sit here if the mailbox was full: deliver it first.
+            if let Some(report) = pending {
+                tracker
+                    .processed
+                    .send(report)
+                    .await
+                    .map_err(|_| Error::Internal("the tracker stopped".into()))?;
+            }
+            let stored = if stream_gone {
+                Ok(None)
+            } else {
+                tracker
+                    .flush
+                    .send(Flush)
+                    .await
+                    .map_err(|_| Error::Internal("the tracker stopped".into()))?
+            };
+            if let Some(handle) = handle {
+                // A dead connection cannot be closed cleanly; that does not undo the flush.
+                connection::close_within("the subscription", handle.close()).await;
+            }
+            stored
+        };
+        ctx.wait(work.into_actor(self).map(move |stored, actor, ctx| {
+            let result = match (failure, stored) {
+                (Some(err), _) | (None, Err(err)) => Err(err),
+                (None, Ok(stored)) => {
+                    actor.outcome.stored_offset = stored;
+                    Ok(actor.outcome.clone())
+                }
+            };
+            if let Some(done) = actor.done.take() {
+                let _ = done.send(result);
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl<H: Handler> Actor for ConsumerActor<H> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(updates) = self.group_updates.take() {
+            ctx.add_stream(updates);
+        }
+        if let Some(consumer) = self.initial.take() {
+            self.attach(consumer, ctx);
+        }
+        let shutdown = self.shutdown.clone();
+        ctx.spawn(
+            async move { shutdown.cancelled().await }
+                .into_actor(self)
+                .map(|(), actor, ctx| {
+                    tracing::info!("shutting down: storing the last processed offset");
+                    actor.finish(None, ctx);
+                }),
+        );
+        // Ticks often; `check_stream` itself waits for IDLE_CHECK of silence and between checks.
+        ctx.run_interval(Duration::from_secs(1), |actor, ctx| actor.check_stream(ctx));
+        ctx.run_interval(progress::TICK, |actor, _| {
+            if actor.phase == Phase::Finishing || actor.shared_count.is_some() {
+                return;
+            }
+            let stored = actor.tracker.stored.borrow().offset;
+            let details = format!(
+                "last processed {}, last stored {}, lag {}",
+                show_offset(actor.outcome.last_offset),
+                show_offset(stored),
+                actor
+                    .lag()
+                    .map_or_else(|| "?".into(), |lag| lag.to_string())
+            );
+            actor.progress.tick(actor.outcome.messages, &details);
+        });
+        ctx.run_interval(LAG_PROBE_EVERY, |actor, ctx| actor.probe_stream_end(ctx));
+    }
+}
+
+impl<H: Handler> StreamHandler<Item> for ConsumerActor<H> {
+    fn handle(&mut self, (epoch, batch): Item, ctx: &mut Self::Context) {
+        // Leftovers of an earlier subscription, or anything after the marker or a shutdown, are
+        // not processed, so not stored.
+        if epoch != self.epoch || self.phase != Phase::Consuming {
+            return;
+        }
+        match batch {
+            Some(batch) => self.take_batch(batch, ctx),
+            None => self.reconnect("the broker connection ended".into(), ctx),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // Each subscription's end arrives as an item (see `attach`); the actor outlives them.
+    }
+}

@@ -1,0 +1,748 @@
+//! A subscription on a connection of its own: open (connect, handshake, Subscribe), then a task
+//! that owns the socket — it decodes deliveries, answers heartbeats and single-active-consumer
+//! updates, watches for silence — and hands events to the caller through a bounded channel.
+//!
+//! Flow control: the broker sends one chunk per credit. The subscription starts with
+//! `initial_credits` and gives one back each time the *caller takes* a chunk from the stream
+//! (chunks the task drops itself — tracking chunks, chunks wholly below the start offset — are
+//! credited at once). A caller that stops taking stops the broker after `initial_credits` chunks,
+//! so memory stays bounded.
+//!
+//! Endings: the stream always ends with one last item — `Event::Closed` (the broker closed the
+//! connection, or dropped the subscription after a `MetadataUpdate`) or an error (socket lost,
+//! silence, undecodable chunk, refused credit, a panic in the task) — and then `None`. Nothing
+//! leaves the caller waiting: the task's end is noticed through its `JoinHandle`, panics included.
+//!
+//! Over 500 lines because the caller's side (`Subscription`, its `Stream` impl) and the task's
+//! side (`Pump`) share the private `Control`/`Ending` protocol between them and are read together;
+//! about a third is doc comments and unit tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use rabbitmq_stream_protocol::commands::{
+    close::CloseRequest, consumer_update_request::ConsumerUpdateRequestCommand,
+    credit::CreditCommand, heart_beat::HeartBeatCommand, subscribe::OffsetSpecification,
+    subscribe::SubscribeCommand, unsubscribe::UnSubscribeCommand,
+};
+use rabbitmq_stream_protocol::ResponseCode;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::chunk::{decode_chunk, Chunk, ChunkKind};
+use crate::connection::{send_on, ConnectOptions, Connection};
+use crate::error::DeliveryError;
+use crate::frame::{self, Incoming};
+
+/// The only subscription id used (one subscription per connection).
+const SUBSCRIPTION_ID: u8 = 1;
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first offset still in the stream.
+    First,
+    /// The start of the last chunk in the stream.
+    Last,
+    /// The next message written after subscribing.
+    Next,
+    /// This offset (records below it are removed from the first chunk).
+    Offset(u64),
+    /// The first chunk written at or after this time (milliseconds since the Unix epoch).
+    Timestamp(i64),
+}
+
+impl From<StartAt> for OffsetSpecification {
+    fn from(start: StartAt) -> Self {
+        match start {
+            StartAt::First => OffsetSpecification::First,
+            StartAt::Last => OffsetSpecification::Last,
+            StartAt::Next => OffsetSpecification::Next,
+            StartAt::Offset(n) => OffsetSpecification::Offset(n),
+            StartAt::Timestamp(ms) => OffsetSpecification::Timestamp(ms),
+        }
+    }
+}
+
+/// What to subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// The stream.
+    pub stream: String,
+    /// Where to start.
+    pub offset: StartAt,
+    /// Chunks the broker may send ahead of what the caller has taken (at least 1).
+    pub initial_credits: u16,
+    /// The consumer's name (needed for single active consumer).
+    pub consumer_name: Option<String>,
+    /// Single active consumer: only one subscription of this name on the stream gets messages;
+    /// the stream yields [`Event::ConsumerUpdate`] when that changes.
+    pub single_active: bool,
+    /// The super stream this stream is a partition of (single active consumer on super streams).
+    pub super_stream: Option<String>,
+}
+
+impl SubscribeOptions {
+    /// Options for `stream`: start at [`StartAt::Next`], 10 initial credits, no name.
+    pub fn new(stream: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            offset: StartAt::Next,
+            initial_credits: 10,
+            consumer_name: None,
+            single_active: false,
+            super_stream: None,
+        }
+    }
+}
+
+/// Why the broker ended a subscription (the last item of the stream, when not an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The broker closed the connection (`code` is a stream protocol response code, see
+    /// `ResponseCode::try_from`).
+    Broker {
+        /// The broker's closing code.
+        code: u16,
+        /// The broker's closing reason.
+        text: String,
+    },
+    /// The broker dropped the subscription with a `MetadataUpdate` (stream deleted, or its
+    /// leader moved): subscribe again, perhaps elsewhere.
+    MetadataUpdate {
+        /// The update's code (usually 6, stream not available).
+        code: u16,
+    },
+}
+
+/// What a subscription yields.
+#[derive(Debug)]
+pub enum Event {
+    /// A chunk of messages (never empty; records below a requested offset already removed).
+    Chunk(Chunk),
+    /// The broker says the stream's topology changed (stream deleted, leader moved); the
+    /// subscription is over and `Closed` follows.
+    MetadataUpdate {
+        /// The stream concerned.
+        stream: String,
+        /// The update's code (usually 6, stream not available; see `ResponseCode::try_from`).
+        code: u16,
+    },
+    /// Single active consumer: this subscription became active (`true`) or inactive. Send where
+    /// to start on `reply` (for an inactive one the answer is ignored by the broker). A dropped
+    /// `reply` answers [`StartAt::Next`]. Chunks taken after going inactive were already in
+    /// flight: do not process them.
+    ConsumerUpdate {
+        /// Whether this subscription is now the active one.
+        active: bool,
+        /// Where the broker should start delivering.
+        reply: oneshot::Sender<StartAt>,
+    },
+    /// The broker ended the subscription; the stream ends after this.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// What the caller side tells the task.
+enum Control {
+    /// Give the broker this many credits.
+    Credit(u16),
+    /// Unsubscribe and close the connection, then end.
+    Close,
+}
+
+/// How the task ended, when it did not fail.
+enum Ending {
+    Broker(CloseReason),
+    Client,
+}
+
+type TaskResult = Result<Ending, DeliveryError>;
+
+/// A subscription to one stream, on its own connection. A [`Stream`] of events; see the module
+/// documentation for flow control and how it ends. Dropping it drops the connection.
+pub struct Subscription {
+    stream: String,
+    events: mpsc::Receiver<Event>,
+    control: mpsc::UnboundedSender<Control>,
+    task: Option<JoinHandle<TaskResult>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("stream", &self.stream)
+            .field("ended", &self.task.is_none())
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// Connects, authenticates, opens the virtual host and subscribes, all within
+    /// `options.connect_timeout`.
+    pub async fn open(
+        options: &ConnectOptions,
+        subscribe: SubscribeOptions,
+    ) -> Result<Subscription, DeliveryError> {
+        let stream = subscribe.stream.clone();
+        let invalid = |detail: &str| DeliveryError::InvalidOptions {
+            stream: stream.clone(),
+            detail: detail.to_owned(),
+        };
+        if subscribe.single_active && subscribe.consumer_name.is_none() {
+            return Err(invalid("single active consumer needs a consumer name"));
+        }
+        if subscribe.initial_credits == 0 {
+            return Err(invalid("initial_credits must be at least 1"));
+        }
+        let mut step = "TCP connect";
+        let opened = tokio::time::timeout(
+            options.connect_timeout,
+            open_and_subscribe(options, &subscribe, &mut step),
+        )
+        .await;
+        let conn = match opened {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(DeliveryError::Timeout {
+                    stream,
+                    address: options.address(),
+                    step,
+                    after: options.connect_timeout,
+                })
+            }
+        };
+        let (events_tx, events) = mpsc::channel(usize::from(subscribe.initial_credits) + 8);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let trim_below = match subscribe.offset {
+            StartAt::Offset(n) => Some(n),
+            _ => None,
+        };
+        let pump = Pump {
+            conn,
+            events: events_tx,
+            outbox: VecDeque::new(),
+            control: control_rx,
+            replies: FuturesUnordered::new(),
+            trim_below,
+            last_read: Instant::now(),
+            last_write: Instant::now(),
+        };
+        Ok(Self::from_task(
+            stream,
+            events,
+            control,
+            tokio::spawn(pump.run()),
+        ))
+    }
+
+    fn from_task(
+        stream: String,
+        events: mpsc::Receiver<Event>,
+        control: mpsc::UnboundedSender<Control>,
+        task: JoinHandle<TaskResult>,
+    ) -> Self {
+        Self {
+            stream,
+            events,
+            control,
+            task: Some(task),
+        }
+    }
+
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The next event (the same as [`StreamExt::next`]): `None` once the subscription ended.
+    pub async fn next(&mut self) -> Option<Result<Event, DeliveryError>> {
+        StreamExt::next(self).await
+    }
+
+    /// Unsubscribes and closes the connection, waiting at most `deadline` for the broker; past
+    /// it the socket is dropped and [`DeliveryError::CloseTimeout`] returned. Events not taken
+    /// yet are dropped. A subscription that already ended returns how it ended (`Ok` if the
+    /// broker closed it).
+    pub async fn close(mut self, deadline: Duration) -> Result<(), DeliveryError> {
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        let _ = self.control.send(Control::Close);
+        // Let the task finish while it may still be blocked handing over events.
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
+        match tokio::time::timeout(deadline, &mut task).await {
+            Ok(joined) => match joined {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(panicked(&self.stream, e)),
+            },
+            Err(_) => {
+                task.abort();
+                Err(DeliveryError::CloseTimeout {
+                    stream: self.stream.clone(),
+                    after: deadline,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Event, DeliveryError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(task) = this.task.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match this.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                if matches!(event, Event::Chunk(_)) {
+                    // The caller took a chunk: the broker may send another one.
+                    let _ = this.control.send(Control::Credit(1));
+                }
+                Poll::Ready(Some(Ok(event)))
+            }
+            Poll::Pending => Poll::Pending,
+            // The task dropped its sender: it has ended (or panicked). Report how.
+            Poll::Ready(None) => match Pin::new(task).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(joined) => {
+                    this.task = None;
+                    Poll::Ready(match joined {
+                        Ok(Ok(Ending::Broker(reason))) => Some(Ok(Event::Closed { reason })),
+                        Ok(Ok(Ending::Client)) => None,
+                        Ok(Err(e)) => Some(Err(e)),
+                        Err(e) => Some(Err(panicked(&this.stream, e))),
+                    })
+                }
+            },
+        }
+    }
+}
+
+fn panicked(stream: &str, e: tokio::task::JoinError) -> DeliveryError {
+    let message = if e.is_panic() {
+        let payload = e.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(not a string)".to_owned())
+    } else {
+        "the task was cancelled".to_owned()
+    };
+    DeliveryError::TaskPanicked {
+        stream: stream.to_owned(),
+        message,
+    }
+}
+
+async fn open_and_subscribe(
+    options: &ConnectOptions,
+    subscribe: &SubscribeOptions,
+    step: &mut &'static str,
+) -> Result<Connection, DeliveryError> {
+    let mut conn = Connection::open(options, &subscribe.stream, step).await?;
+    *step = "subscribe";
+    let mut properties = HashMap::new();
+    if let Some(name) = &subscribe.consumer_name {
+        properties.insert("name".to_owned(), name.clone());
+    }
+    if subscribe.single_active {
+        properties.insert("single-active-consumer".to_owned(), "true".to_owned());
+    }
+    if let Some(super_stream) = &subscribe.super_stream {
+        properties.insert("super-stream".to_owned(), super_stream.clone());
+    }
+    let stream = subscribe.stream.clone();
+    let offset = subscribe.offset.into();
+    let credits = subscribe.initial_credits;
+    let (code, _) = conn
+        .request(|id| {
+            SubscribeCommand::new(id, SUBSCRIPTION_ID, stream, offset, credits, properties).into()
+        })
+        .await?;
+    conn.check(code, "subscribe")?;
+    Ok(conn)
+}
+
+/// What woke the task up.
+enum Wake {
+    Control(Option<Control>),
+    Reply(u32, StartAt),
+    Tick,
+    Frame(std::io::Result<Option<bytes::Bytes>>),
+}
+
+type Reply = Pin<Box<dyn Future<Output = (u32, StartAt)> + Send>>;
+
+/// The task that owns the connection.
+struct Pump {
+    conn: Connection,
+    events: mpsc::Sender<Event>,
+    /// Events waiting for room in the channel (bounded by the credits plus a few updates).
+    outbox: VecDeque<Event>,
+    control: mpsc::UnboundedReceiver<Control>,
+    /// Single-active-consumer answers the caller has not given yet.
+    replies: FuturesUnordered<Reply>,
+    /// Records below this offset are dropped (the start offset, until a chunk passes it).
+    trim_below: Option<u64>,
+    last_read: Instant,
+    last_write: Instant,
+}
+
+impl Pump {
+    async fn run(mut self) -> TaskResult {
+        let heartbeat = self.conn.heartbeat;
+        let period = if heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            (heartbeat / 4).max(Duration::from_millis(50))
+        };
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                biased;
+                control = self.control.recv() => Wake::Control(control),
+                permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.outbox.pop_front() {
+                            permit.send(event);
+                        }
+                        continue;
+                    }
+                    // The Subscription is gone.
+                    Err(_) => return Ok(Ending::Client),
+                },
+                Some((correlation_id, start)) = self.replies.next(), if !self.replies.is_empty() => {
+                    Wake::Reply(correlation_id, start)
+                }
+                _ = tick.tick() => Wake::Tick,
+                frame = self.conn.reader.next() => Wake::Frame(frame),
+            };
+            match wake {
+                Wake::Control(Some(Control::Credit(n))) => {
+                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, n)))
+                        .await?;
+                }
+                Wake::Control(Some(Control::Close)) => return self.close().await,
+                // The Subscription is gone: drop the connection.
+                Wake::Control(None) => return Ok(Ending::Client),
+                Wake::Reply(correlation_id, start) => {
+                    self.answer_consumer_update(correlation_id, start).await?;
+                }
+                Wake::Tick => self.on_tick(heartbeat).await?,
+                Wake::Frame(frame) => {
+                    let frame = match frame {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => {
+                            return Err(self.conn.network(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the broker closed the socket",
+                            )))
+                        }
+                        Err(e) => return Err(self.conn.network(e)),
+                    };
+                    self.last_read = Instant::now();
+                    let incoming = frame::parse(frame).map_err(|d| self.conn.protocol(d))?;
+                    if let Some(ending) = self.on_frame(incoming).await? {
+                        self.drain().await;
+                        return Ok(ending);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on one frame; `Some` when the subscription is over.
+    async fn on_frame(&mut self, incoming: Incoming) -> Result<Option<Ending>, DeliveryError> {
+        match incoming {
+            Incoming::Deliver {
+                subscription_id,
+                chunk,
+            } => {
+                if subscription_id != SUBSCRIPTION_ID {
+                    return Err(self.conn.protocol(format!(
+                        "a chunk for unknown subscription {subscription_id}"
+                    )));
+                }
+                let mut chunk = decode_chunk(chunk).map_err(|source| DeliveryError::Decode {
+                    stream: self.conn.stream.clone(),
+                    source,
+                })?;
+                if let Some(start) = self.trim_below {
+                    chunk.records.retain(|r| r.offset >= start);
+                    if chunk.next_offset() > start {
+                        self.trim_below = None;
+                    }
+                }
+                if chunk.kind != ChunkKind::User || chunk.records.is_empty() {
+                    // Nothing for the caller: credit it back now.
+                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, 1)))
+                        .await?;
+                } else {
+                    self.outbox.push_back(Event::Chunk(chunk));
+                }
+            }
+            Incoming::Heartbeat => {}
+            Incoming::MetadataUpdate { code, stream } => {
+                if stream == self.conn.stream {
+                    self.outbox
+                        .push_back(Event::MetadataUpdate { stream, code });
+                    // The broker dropped the subscription: close the connection politely.
+                    let id = self.conn.correlation_id();
+                    let _ = self
+                        .write(frame::encode(CloseRequest::new(
+                            id,
+                            ResponseCode::Ok,
+                            "subscription dropped by a metadata update".to_owned(),
+                        )))
+                        .await;
+                    return Ok(Some(Ending::Broker(CloseReason::MetadataUpdate { code })));
+                }
+            }
+            Incoming::Close {
+                correlation_id,
+                code,
+                reason,
+            } => {
+                let mut answer = correlation_id.to_be_bytes().to_vec();
+                answer.extend_from_slice(&1u16.to_be_bytes());
+                let _ = self
+                    .write(Ok(frame::raw_frame(
+                        frame::key::RESPONSE | frame::key::CLOSE,
+                        &answer,
+                    )))
+                    .await;
+                return Ok(Some(Ending::Broker(CloseReason::Broker {
+                    code,
+                    text: reason,
+                })));
+            }
+            Incoming::ConsumerUpdate {
+                correlation_id,
+                subscription_id,
+                active,
+            } => {
+                if subscription_id != SUBSCRIPTION_ID {
+                    return Err(self.conn.protocol(format!(
+                        "a consumer update for unknown subscription {subscription_id}"
+                    )));
+                }
+                let (reply, answer) = oneshot::channel();
+                self.outbox
+                    .push_back(Event::ConsumerUpdate { active, reply });
+                self.replies.push(Box::pin(async move {
+                    (correlation_id, answer.await.unwrap_or(StartAt::Next))
+                }));
+            }
+            Incoming::CreditRefused {
+                code,
+                subscription_id,
+            } => {
+                tracing::warn!(stream = %self.conn.stream, code, subscription_id, "credit refused");
+                return Err(match ResponseCode::try_from(code) {
+                    Ok(code) => DeliveryError::Refused {
+                        stream: self.conn.stream.clone(),
+                        operation: "credit",
+                        code,
+                    },
+                    Err(_) => self
+                        .conn
+                        .protocol(format!("credit refused with unknown code {code}")),
+                });
+            }
+            Incoming::Other { key } => {
+                tracing::debug!(stream = %self.conn.stream, key, "ignored frame");
+            }
+            Incoming::Tune { .. } | Incoming::Response { .. } => {}
+        }
+        Ok(None)
+    }
+
+    async fn answer_consumer_update(
+        &mut self,
+        correlation_id: u32,
+        start: StartAt,
+    ) -> Result<(), DeliveryError> {
+        self.trim_below = match start {
+            StartAt::Offset(n) => Some(n),
+            _ => None,
+        };
+        self.write(frame::encode(ConsumerUpdateRequestCommand::new(
+            correlation_id,
+            1,
+            start.into(),
+        )))
+        .await
+    }
+
+    async fn on_tick(&mut self, heartbeat: Duration) -> Result<(), DeliveryError> {
+        if heartbeat.is_zero() {
+            return Ok(());
+        }
+        let silent_for = self.last_read.elapsed();
+        if silent_for >= heartbeat * 4 {
+            return Err(DeliveryError::HeartbeatTimeout {
+                stream: self.conn.stream.clone(),
+                silent_for,
+            });
+        }
+        if self.last_write.elapsed() >= heartbeat {
+            self.write(frame::encode(HeartBeatCommand::default()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a frame, failing if the socket does not take it within four heartbeats (30 s
+    /// without heartbeats): a broker that stops reading must not block the task forever.
+    async fn write(&mut self, frame: std::io::Result<Vec<u8>>) -> Result<(), DeliveryError> {
+        let frame = frame.map_err(|e| self.conn.protocol(e.to_string()))?;
+        let limit = if self.conn.heartbeat.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.conn.heartbeat * 4
+        };
+        match tokio::time::timeout(limit, send_on(&mut self.conn.writer, &frame)).await {
+            Ok(Ok(())) => {
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.conn.network(e)),
+            Err(_) => Err(self.conn.network(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the socket took no data for {limit:?}"),
+            ))),
+        }
+    }
+
+    /// Hands the remaining events to the caller (it may be slow; it may be gone).
+    async fn drain(&mut self) {
+        while let Some(event) = self.outbox.pop_front() {
+            if self.events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Unsubscribe, then Close, waiting for both answers (the caller bounds the time).
+    async fn close(mut self) -> TaskResult {
+        self.outbox.clear();
+        let id = self.conn.correlation_id();
+        self.write(frame::encode(UnSubscribeCommand::new(id, SUBSCRIPTION_ID)))
+            .await?;
+        self.wait_response(frame::key::UNSUBSCRIBE, id).await?;
+        let id = self.conn.correlation_id();
+        self.write(frame::encode(CloseRequest::new(
+            id,
+            ResponseCode::Ok,
+            "closed by the client".to_owned(),
+        )))
+        .await?;
+        self.wait_response(frame::key::CLOSE, id).await?;
+        Ok(Ending::Client)
+    }
+
+    /// Reads until the response to `key`/`id` (its code does not matter when closing).
+    async fn wait_response(&mut self, key: u16, id: u32) -> Result<(), DeliveryError> {
+        loop {
+            match self.conn.read_incoming().await? {
+                Incoming::Response {
+                    key: k,
+                    correlation_id,
+                    ..
+                } if k == key && correlation_id == id => return Ok(()),
+                // The broker closes first: answer and stop.
+                Incoming::Close { correlation_id, .. } => {
+                    let mut answer = correlation_id.to_be_bytes().to_vec();
+                    answer.extend_from_slice(&1u16.to_be_bytes());
+                    let _ = self
+                        .write(Ok(frame::raw_frame(
+                            frame::key::RESPONSE | frame::key::CLOSE,
+                            &answer,
+                        )))
+                        .await;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_not_waited_for() {
+        let (_tx, events) = mpsc::channel::<Event>(1);
+        let (control, _rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let _keep = _tx;
+            panic!("boom in the delivery task");
+        });
+        let mut sub = Subscription::from_task("s".to_owned(), events, control, task);
+        let first = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("the panic must surface");
+        match first {
+            Some(Err(DeliveryError::TaskPanicked { stream, message })) => {
+                assert_eq!(stream, "s");
+                assert!(message.contains("boom"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(sub.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_task_error_is_the_last_item() {
+        let (tx, events) = mpsc::channel::<Event>(4);
+        let (control, _rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            tx.send(Event::MetadataUpdate {
+                stream: "s".to_owned(),
+                code: 6,
+            })
+            .await
+            .unwrap();
+            Err(DeliveryError::HeartbeatTimeout {
+                stream: "s".to_owned(),
+                silent_for: Duration::from_secs(4),
+            })
+        });
+        let mut sub = Subscription::from_task("s".to_owned(), events, control, task);
+        assert!(matches!(
+            sub.next().await,
+            Some(Ok(Event::MetadataUpdate { code: 6, .. }))
+        ));
+        assert!(matches!(
+            sub.next().await,
+            Some(Err(DeliveryError::HeartbeatTimeout { .. }))
+        ));
+        assert!(sub.next().await.is_none());
+    }
+}

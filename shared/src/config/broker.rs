@@ -1,0 +1,196 @@
+//! `[broker]`: where the broker is and how to log in — nodes, credentials, timeouts — and its
+//! validation. `[broker.tls]` is in the `tls` module beside it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::TlsSettings;
+use crate::error::{Error, Result};
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// Host of the broker's stream listener.
+    pub host: String,
+    /// Port of the broker's stream listener (5552 by default).
+    pub port: u16,
+    /// User name.
+    pub username: String,
+    /// Password; never printed.
+    pub password: Secret,
+    /// Virtual host.
+    pub virtual_host: String,
+    /// How long to wait for a connection to open.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Behind a load balancer: the client connects again and again until it lands on the node
+    /// it wants (the stream's leader or a replica). Bounded here by `connect_timeout` × 3 per
+    /// producer or consumer (the client's own loop has no bound).
+    pub load_balancer_mode: bool,
+    /// Heartbeat interval asked of the broker; a link silent for 4 heartbeats is dead.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// `[broker.tls]`: TLS to the broker's TLS stream listener; absent (the default), plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Several nodes of a cluster, as `"host:port"`: each connection tries them in order until one
+    /// answers. When set, it replaces `host` and `port`.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub hosts: Vec<String>,
+}
+
+/// A list of strings, from a TOML list or from one comma-separated string (an environment
+/// variable: `OFFSET_TRACKING__BROKER__HOSTS=a:5552,b:5552`).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(deserializer)? {
+        ListOrCommas::List(list) => list,
+        ListOrCommas::Commas(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5552,
+            username: "guest".into(),
+            password: Secret("guest".into()),
+            virtual_host: "/".into(),
+            connect_timeout: Duration::from_secs(10),
+            load_balancer_mode: false,
+            heartbeat: Duration::from_secs(10),
+            tls: None,
+            hosts: Vec::new(),
+        }
+    }
+}
+
+/// One node to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// Port of its stream listener.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (host, port) = text
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("'{text}': the port must be between 1 and 65535"))?;
+        if host.trim().is_empty() {
+            return Err(format!("'{text}': the host is empty"));
+        }
+        Ok(Self {
+            host: host.trim().to_owned(),
+            port,
+        })
+    }
+}
+
+impl BrokerSettings {
+    /// The nodes to try, in order: `hosts` if set, else `host:port`. Call after `validate`.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        if self.hosts.is_empty() {
+            return vec![Endpoint {
+                host: self.host.clone(),
+                port: self.port,
+            }];
+        }
+        self.hosts.iter().filter_map(|h| h.parse().ok()).collect()
+    }
+
+    /// The nodes, for messages: `host:port`, or `a:1, b:2, …`.
+    pub fn endpoint(&self) -> String {
+        let all: Vec<String> = self.endpoints().iter().map(Endpoint::to_string).collect();
+        all.join(", ")
+    }
+
+    /// Rejects `[broker]` (and `[broker.tls]`) values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, why: &str| Err(Error::Config(format!("broker.{key}: {why}")));
+        if self.host.trim().is_empty() {
+            return invalid("host", "must not be empty");
+        }
+        if self.port == 0 {
+            return invalid("port", "must be between 1 and 65535");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "must be more than 0s");
+        }
+        if self.heartbeat.as_secs() == 0 || self.heartbeat.as_secs() > u32::MAX as u64 {
+            return invalid("heartbeat", "must be at least 1s");
+        }
+        for (i, host) in self.hosts.iter().enumerate() {
+            if let Err(why) = host.parse::<Endpoint>() {
+                return Err(Error::Config(format!("broker.hosts[{i}]: {why}")));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            for endpoint in self.endpoints() {
+                tls.validate(&endpoint.host)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A password: `Debug` and `Display` print `***`, so it never reaches a log or an error.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it: the broker handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

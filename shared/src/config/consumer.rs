@@ -1,0 +1,114 @@
+//! `[consumer]` (who consumes, from where, into what) and `[tracker]` (how often and where
+//! offsets are stored), with their validation.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::offset_spec::OffsetSpec;
+
+/// `[consumer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// The consumer's name: the key under which the broker stores its offset.
+    pub name: String,
+    /// Where to attach when no offset is stored for `name`.
+    pub offset: OffsetSpec,
+    /// After losing the subscription (connection lost, broker restart), keep trying to subscribe
+    /// again for this long before giving up.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_timeout: Duration,
+    /// Where processed messages go besides the tutorial's processing.
+    pub sink: SinkKind,
+    /// Join the consumer group `name`: the broker keeps one active consumer per partition (per
+    /// stream, for a plain stream) among the processes with this name. A member runs until
+    /// stopped (SIGINT/SIGTERM) rather than ending at the marker.
+    pub single_active: bool,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            name: "consumer-1".into(),
+            offset: OffsetSpec::First,
+            reconnect_timeout: Duration::from_secs(60),
+            sink: SinkKind::None,
+            single_active: false,
+        }
+    }
+}
+
+/// `[consumer] sink`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// The tutorial's processing only.
+    #[default]
+    None,
+    /// Each processed batch into the SQLite table `messages`, with its offset, in one transaction
+    /// (needs `tracker.store = "sqlite"`): exactly-once effects.
+    Sqlite,
+}
+
+impl ConsumerSettings {
+    /// Rejects `[consumer]` values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, why: &str| Err(Error::Config(format!("consumer.{key}: {why}")));
+        if self.single_active && self.name.trim().is_empty() {
+            return invalid(
+                "name",
+                "single_active = true needs a name: the group's members share it",
+            );
+        }
+        if self.name.trim().is_empty() {
+            return invalid(
+                "name",
+                "must not be empty: the broker stores offsets under this name",
+            );
+        }
+        if self.name.len() > 255 {
+            return invalid("name", "must be at most 255 bytes");
+        }
+        Ok(())
+    }
+}
+
+/// `[tracker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSettings {
+    /// Store after this many processed messages; 0 turns the count trigger off.
+    pub store_every_messages: u64,
+    /// Store when this much time passed with progress; "0s" turns the time trigger off.
+    #[serde(with = "humantime_serde")]
+    pub store_every: Duration,
+    /// Where offsets are kept, and read from to resume.
+    pub store: OffsetStoreKind,
+    /// The SQLite database, with `store = "sqlite"`.
+    pub sqlite_path: std::path::PathBuf,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        Self {
+            store_every_messages: 10,
+            store_every: Duration::from_secs(5),
+            store: OffsetStoreKind::Broker,
+            sqlite_path: "offsets.sqlite".into(),
+        }
+    }
+}
+
+/// `[tracker] store`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetStoreKind {
+    /// Server-side offset tracking on the broker.
+    #[default]
+    Broker,
+    /// The application's SQLite database (`sqlite_path`); the broker is still updated, for
+    /// admin tools, but never read to resume.
+    Sqlite,
+}

@@ -1,0 +1,147 @@
+//! The configuration: `config.toml` (or `--config PATH`), overridden by
+//! `OFFSET_TRACKING__<SECTION>__<KEY>` environment variables and by flags, read into typed,
+//! validated settings.
+//!
+//! This module loads and resolves precedence, and checks the rules that tie sections together;
+//! each section's schema and its own rules live in a file of their own (`broker`, `tls`, `stream`,
+//! `producer`, `consumer`); `pem` inspects the TLS files.
+
+mod broker;
+mod consumer;
+pub(crate) mod pem;
+mod producer;
+mod stream;
+mod tls;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use broker::{BrokerSettings, Endpoint, Secret};
+pub use consumer::{ConsumerSettings, OffsetStoreKind, SinkKind, TrackerSettings};
+pub use producer::ProducerSettings;
+pub use stream::StreamSettings;
+pub use tls::TlsSettings;
+
+use crate::error::{Error, Result};
+
+/// Prefix of the environment variables that override the file, e.g. `OFFSET_TRACKING__STREAM__NAME`.
+pub const ENV_PREFIX: &str = "OFFSET_TRACKING";
+
+/// Most partitions a super stream may have here.
+pub const MAX_PARTITIONS: u32 = 1000;
+
+/// The file read when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// All settings, one field per `config.toml` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[broker]`: where and how to connect.
+    pub broker: BrokerSettings,
+    /// `[stream]`: the stream and its retention.
+    pub stream: StreamSettings,
+    /// `[producer]`: the wave to publish.
+    pub producer: ProducerSettings,
+    /// `[consumer]`: who consumes and from where.
+    pub consumer: ConsumerSettings,
+    /// `[tracker]`: how often offsets are stored.
+    pub tracker: TrackerSettings,
+    /// `[metrics]`: the consumer's Prometheus endpoint.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve Prometheus metrics on this address (e.g. "127.0.0.1:9464"); off when absent.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Settings {
+    /// Reads `path` (or `config.toml` in the working directory if present), then the
+    /// `OFFSET_TRACKING__…` environment, and validates the result.
+    ///
+    /// An explicit `path` must exist; the default file may be absent (built-in defaults apply).
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        Self::load_with(path, &[])
+    }
+
+    /// Like [`Settings::load`], with `overrides` (`("section.key", value)`, from command-line
+    /// flags) above everything else. The one place that resolves precedence:
+    /// flag > environment > file > built-in default.
+    pub fn load_with(path: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self> {
+        let (file, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        if required && !file.is_file() {
+            return Err(Error::Config(format!(
+                "configuration file {} does not exist",
+                file.display()
+            )));
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(file.as_path()).required(required))
+            .add_source(
+                // Values stay the strings they are (a password "0123" is not the number 123);
+                // each key's type reads its own string, and `broker.hosts` splits on commas.
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(false),
+            );
+        for (key, value) in overrides {
+            builder = builder
+                .set_override(*key, value.as_str())
+                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+        }
+        let source = builder
+            .build()
+            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+        let settings: Settings = source
+            .try_deserialize()
+            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects values that parse but make no sense: each section's own rules, then the rules
+    /// that tie sections together.
+    pub fn validate(&self) -> Result<()> {
+        self.broker.validate()?;
+        self.stream.validate()?;
+        self.producer.validate()?;
+        self.consumer.validate()?;
+        let invalid = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        if self.consumer.single_active && self.tracker.store == OffsetStoreKind::Sqlite {
+            return invalid(
+                "consumer.single_active",
+                "needs tracker.store = \"broker\": a group hands over through the broker's offsets, \
+                 and one member cannot read another's SQLite file",
+            );
+        }
+        if self.stream.partitions > 0
+            && (self.tracker.store == OffsetStoreKind::Sqlite
+                || self.consumer.sink == SinkKind::Sqlite)
+        {
+            return invalid(
+                "stream.partitions",
+                "super streams keep their offsets on the broker: set tracker.store = \"broker\" \
+                 and consumer.sink = \"none\" (SQLite offsets are for plain streams)",
+            );
+        }
+        if self.consumer.sink == SinkKind::Sqlite && self.tracker.store != OffsetStoreKind::Sqlite {
+            return invalid(
+                "consumer.sink",
+                "\"sqlite\" needs tracker.store = \"sqlite\": the offset must be read from where the messages are",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! Loading, precedence and validation of the whole configuration.
+
+use super::*;
+use crate::offset_spec::OffsetSpec;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+fn file_with(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn the_shipped_config_matches_the_defaults() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+    let s = Settings::load(Some(&shipped)).unwrap();
+    let d = Settings::default();
+    assert_eq!(s.broker.endpoint(), d.broker.endpoint());
+    assert_eq!(s.stream.name, d.stream.name);
+    assert_eq!(s.stream.max_length_bytes, d.stream.max_length_bytes);
+    assert_eq!(s.producer.message_count, d.producer.message_count);
+    assert_eq!(s.consumer.name, d.consumer.name);
+    assert_eq!(s.consumer.offset, d.consumer.offset);
+    assert_eq!(
+        s.tracker.store_every_messages,
+        d.tracker.store_every_messages
+    );
+    assert_eq!(s.tracker.store_every, d.tracker.store_every);
+}
+
+#[test]
+fn reads_every_section() {
+    let f = file_with(
+        r#"
+            [broker]
+            host = "h"
+            port = 1234
+            password = "s3cret"
+            [stream]
+            name = "s"
+            max_age = "1h"
+            max_segment_size_bytes = 500000
+            [producer]
+            message_count = 7
+            [consumer]
+            name = "c"
+            offset = 42
+            [tracker]
+            store_every_messages = 0
+            store_every = "250ms"
+            "#,
+    );
+    let s = Settings::load(Some(f.path())).unwrap();
+    assert_eq!(s.broker.endpoint(), "h:1234");
+    assert_eq!(s.broker.password.expose(), "s3cret");
+    assert_eq!(s.stream.max_age, Some(Duration::from_secs(3600)));
+    assert_eq!(s.stream.max_segment_size_bytes, Some(500_000));
+    assert_eq!(s.producer.message_count, 7);
+    assert_eq!(s.consumer.offset, OffsetSpec::Offset(42));
+    assert_eq!(s.tracker.store_every_messages, 0);
+    assert_eq!(s.tracker.store_every, Duration::from_millis(250));
+}
+
+#[test]
+fn reads_the_scaling_out_keys_and_names_bad_ones() {
+    let f = file_with(
+        r#"
+            [broker]
+            hosts = ["a:5561", "b:5562"]
+            [stream]
+            partitions = 3
+            initial_cluster_size = 2
+            [producer]
+            routing_key = "order-{index}"
+            [consumer]
+            single_active = true
+            "#,
+    );
+    let s = Settings::load(Some(f.path())).unwrap();
+    let endpoints: Vec<String> = s.broker.endpoints().iter().map(|e| e.to_string()).collect();
+    assert_eq!(endpoints, ["a:5561", "b:5562"]);
+    assert_eq!(s.broker.endpoint(), "a:5561, b:5562");
+    assert_eq!(s.stream.partitions, 3);
+    assert_eq!(s.stream.initial_cluster_size, Some(2));
+    assert_eq!(s.producer.routing_key, "order-{index}");
+    assert!(s.consumer.single_active);
+
+    for (text, key) in [
+        ("[broker]\nhosts = [\"a:1\", \"b\"]", "broker.hosts[1]"),
+        ("[broker]\nhosts = [\"a:0\"]", "broker.hosts[0]"),
+        (
+            "[stream]\ninitial_cluster_size = 0",
+            "stream.initial_cluster_size",
+        ),
+        ("[stream]\npartitions = 100000", "stream.partitions"),
+        ("[producer]\nrouting_key = \"k\"", "producer.routing_key"),
+        (
+            "[stream]\npartitions = 2\n[tracker]\nstore = \"sqlite\"",
+            "stream.partitions",
+        ),
+        (
+            "[consumer]\nsingle_active = true\n[tracker]\nstore = \"sqlite\"",
+            "consumer.single_active",
+        ),
+    ] {
+        let f = file_with(text);
+        let err = Settings::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn unknown_keys_wrong_types_and_bad_specs_name_the_key() {
+    let cases = [
+        (
+            "[tracker]\nstore_every_mesages = 5\n",
+            "store_every_mesages",
+        ),
+        ("[brokr]\nhost = \"x\"\n", "brokr"),
+        ("[broker]\nport = \"many\"\n", "port"),
+        ("[tracker]\nstore_every = \"soon\"\n", "store_every"),
+        ("[consumer]\noffset = \"fist\"\n", "offset"),
+        ("[consumer]\nname = \"\"\n", "consumer.name"),
+        ("[producer]\nmessage_count = 0\n", "producer.message_count"),
+        ("[broker\n", "config"),
+    ];
+    for (text, key) in cases {
+        let f = file_with(text);
+        let err = Settings::load(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains(key),
+            "{text:?} gave {err:?}, which does not name {key}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_explicit_file_is_an_error() {
+    let err = Settings::load(Some(Path::new("/nonexistent/x.toml"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+}
+
+#[test]
+fn the_password_never_shows_in_debug_output() {
+    let f = file_with("[broker]\npassword = \"hunter2\"\n");
+    let s = Settings::load(Some(f.path())).unwrap();
+    let shown = format!("{s:?} {}", s.broker.password);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("***"));
+}
+
+/// A CA certificate (its key thrown away): the TLS checks parse it as the client would.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBpTCCAUugAwIBAgIUdvyNyYey7p2ze2phCeXw2M39NZMwCgYIKoZIzj0EAwIw\n\
+JzElMCMGA1UEAwwcb2Zmc2V0LXRyYWNraW5nIHVuaXQtdGVzdCBDQTAgFw0yNjEx\n\
+MjUxMjE3NTlaGA8yMTI2MTEwMTEyMTc1OVowJzElMCMGA1UEAwwcb2Zmc2V0LXRy\n\
+YWNraW5nIHVuaXQtdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKqU\n\
+NOQGPRPImDyq4nAcV4+zLXs0VeHRHjTzt9Dy99ki4HHyhkdffajkmR2Q8uArkm0a\n\
+APcY+Y1FiDT/XGig2+GjUzBRMB0GA1UdDgQWBBRHWW9gOJ3S31OWGUWm8Qu1zyt3\n\
+GjAfBgNVHSMEGDAWgBRHWW9gOJ3S31OWGUWm8Qu1zyt3GjAPBgNVHRMBAf8EBTAD\n\
+AQH/MAoGCCqGSM49BAMCA0gAMEUCIG0Gw4nhVxKa5u8Q1NZh/4sl5ffyfvUMVO07\n\
+RwVjJjoiAiEAiXECc9fETkFGA26DfKdghpalzJBloa0WPK7AUS2F5HE=\n\
+-----END CERTIFICATE-----\n\
+";
+
+/// A PKCS#8 key as far as the file format goes (the checks read the PEM label, not the key).
+const PKCS8_KEY: &str = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+
+fn pem_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn reads_and_checks_the_tls_table() {
+    let (ca, cert, key) = (pem_file(TEST_CA), pem_file(TEST_CA), pem_file(PKCS8_KEY));
+    let f = file_with(&format!(
+        "[broker]\nport = 5551\n[broker.tls]\nca_file = {:?}\nclient_cert_file = {:?}\n\
+             client_key_file = {:?}\n",
+        ca.path(),
+        cert.path(),
+        key.path()
+    ));
+    let s = Settings::load(Some(f.path())).unwrap();
+    let tls = s.broker.tls.unwrap();
+    assert_eq!(tls.ca_file.as_deref(), Some(ca.path()));
+    assert_eq!(tls.client_key_file.as_deref(), Some(key.path()));
+    assert!(!tls.trust_everything);
+
+    let f = file_with("[broker.tls]\ntrust_everything = true\n");
+    assert!(
+        Settings::load(Some(f.path()))
+            .unwrap()
+            .broker
+            .tls
+            .unwrap()
+            .trust_everything
+    );
+    assert!(Settings::default().broker.tls.is_none());
+}
+
+#[test]
+fn tls_mistakes_are_configuration_errors_naming_the_key() {
+    let ca = pem_file(TEST_CA);
+    let key = pem_file(PKCS8_KEY);
+    let sec1 = pem_file("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n");
+    let rsa = pem_file("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n");
+    let garbled = pem_file("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let (ca, key, sec1, rsa, garbled) = (
+        ca.path(),
+        key.path(),
+        sec1.path(),
+        rsa.path(),
+        garbled.path(),
+    );
+    let cases = [
+            ("[broker.tls]\n".to_owned(), "broker.tls.ca_file: missing"),
+            (format!("[broker.tls]\nca_file = {:?}\n", "/nonexistent/ca.pem"), "broker.tls.ca_file: /nonexistent/ca.pem does not exist"),
+            (format!("[broker.tls]\nca_file = {key:?}\n"), "broker.tls.ca_file"),
+            (format!("[broker.tls]\nca_file = {garbled:?}\n"), "broker.tls.ca_file"),
+            (format!("[broker.tls]\nca_file = {ca:?}\ntrust_everything = true\n"), "broker.tls.trust_everything"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\n"), "broker.tls.client_key_file: missing"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_key_file = {key:?}\n"), "broker.tls.client_cert_file: missing"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {sec1:?}\n"), "broker.tls.client_key_file"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {rsa:?}\n"), "PKCS#8"),
+            (format!("[broker.tls]\nca_file = {ca:?}\nclient_cert_file = {ca:?}\nclient_key_file = {:?}\n", "/nonexistent/key.pem"), "broker.tls.client_key_file: /nonexistent/key.pem does not exist"),
+            (format!("[broker.tls]\ntrust_everything = true\nclient_cert_file = {ca:?}\nclient_key_file = {key:?}\n"), "broker.tls.client_cert_file"),
+            (format!("[broker]\nhost = \"bad..host\"\n[broker.tls]\nca_file = {ca:?}\n"), "broker.host"),
+            (format!("[broker.tls]\nca = {ca:?}\n"), "ca"),
+        ];
+    for (text, expected) in cases {
+        let f = file_with(&text);
+        let err = Settings::load(Some(f.path())).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{text:?} gave {err}");
+        assert!(
+            err.to_string().contains(expected),
+            "{text:?} gave {err:?}, which does not say {expected:?}"
+        );
+    }
+}
