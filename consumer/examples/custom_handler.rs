@@ -7,8 +7,7 @@
 
 use std::process::ExitCode;
 
-use consumer::{Handled, Handler};
-use rabbitmq_stream_client::types::Delivery;
+use consumer::{Delivery, Handled, Handler};
 use shared::config::Settings;
 use shared::runtime;
 use tokio_util::sync::CancellationToken;

@@ -11,8 +11,52 @@
 //! another task and report a batch processed only when that work is done, or accept that a crash
 //! repeats it).
 
-use rabbitmq_stream_client::types::Delivery;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use delivery::Message;
 use shared::error::Result;
+
+/// One message as the broker delivered it: its offset in the stream, the AMQP 1.0 message, and
+/// when the broker wrote the chunk that holds it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    offset: u64,
+    chunk_timestamp_ms: i64,
+    message: Message,
+}
+
+impl Delivery {
+    /// A delivery (the consumer makes them; public for handler tests).
+    pub fn new(offset: u64, chunk_timestamp_ms: i64, message: Message) -> Self {
+        Self {
+            offset,
+            chunk_timestamp_ms,
+            message,
+        }
+    }
+
+    /// The message's offset. Offsets grow but are not contiguous: the stream also holds
+    /// offset-tracking entries.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// When the broker wrote the chunk holding this message (its clock; chunk granularity).
+    pub fn chunk_timestamp(&self) -> SystemTime {
+        let millis = u64::try_from(self.chunk_timestamp_ms).unwrap_or_default();
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    /// [`Delivery::chunk_timestamp`] in milliseconds since the Unix epoch.
+    pub fn chunk_timestamp_ms(&self) -> i64 {
+        self.chunk_timestamp_ms
+    }
+}
 
 /// What a handler did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,19 +35,19 @@
 //! | `consume/subscription.rs` | where to attach, subscribing a named consumer |
 //! | `consume/group.rs` | consumer groups: the broker's updates, handover stores |
 //! | `consume/health.rs` | lag sampling and the idle stream check |
-//! | `main.rs`, `offsets.rs` | the `consumer` binary: flags, signals, the summary; `consumer offsets show/set` |
+//! | `offsets.rs` | `consumer offsets show/set`: a consumer's stored offset beside the stream's bounds, or a new one |
+//! | `main.rs` | the `consumer` binary: flags, signals, the summary |
 
 mod consume;
 mod handler;
+pub mod offsets;
 mod sqlite_sink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Recipient};
-use futures::channel::mpsc;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rabbitmq_stream_client::Environment;
 use shared::config::{OffsetStoreKind, Settings, SinkKind, TrackerSettings};
 use shared::connection;
 use shared::error::{Error, Result};
@@ -58,14 +58,10 @@ use tokio_util::sync::CancellationToken;
 use tracker::{BrokerStore, Close, GetStats, OffsetStore, Tracker, TrackerStats};
 use tracker::{Database, SqliteThenBroker};
 
-use consume::{
-    start_position, ConsumerActor, Group, GroupUpdate, Subscribed, Subscription, TrackerLink,
-};
+use consume::{start_position, ConsumerActor, Group, Subscribed, Subscription, TrackerLink};
 
 pub use consume::Outcome;
-pub use handler::{Handled, Handler, TutorialHandler};
-/// A message as the broker delivered it: its offset and the AMQP 1.0 message.
-pub use rabbitmq_stream_client::types::Delivery;
+pub use handler::{Delivery, Handled, Handler, Message, TutorialHandler};
 pub use sqlite_sink::SqliteSink;
 
 /// A started tracker, as its users see it.
@@ -194,9 +190,17 @@ where
         );
     }
 
+    // Consumers read on connections of their own (the `delivery` crate); the environment only
+    // made sure the streams exist.
+    let tls = settings
+        .broker
+        .tls
+        .as_ref()
+        .map(connection::rustls_client_config)
+        .transpose()?;
     let mut prepared = Vec::with_capacity(streams.len());
     for stream in &streams {
-        prepared.push(prepare(settings, &environment, stream, partitioned, replay).await?);
+        prepared.push(prepare(settings, tls.clone(), stream, partitioned, replay).await?);
     }
     println!("Started consuming");
 
@@ -254,14 +258,13 @@ struct Prepared {
     subscription: Subscription,
     initial: Subscribed,
     tracker: TrackerHandles,
-    group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
 }
 
 /// Reads the partition's stored offset, subscribes where the resume rule says, and starts its
 /// tracker.
 async fn prepare(
     settings: &Settings,
-    environment: &Environment,
+    tls: Option<Arc<rustls::ClientConfig>>,
     stream: &str,
     partitioned: bool,
     replay: bool,
@@ -307,19 +310,12 @@ async fn prepare(
         }
     }
 
-    let (group, group_updates) = if settings.consumer.single_active {
-        let (updates, receiver) = mpsc::unbounded();
-        let group = Group {
-            super_stream: partitioned.then(|| settings.stream.name.clone()),
-            updates,
-        };
-        (Some(group), Some(receiver))
-    } else {
-        (None, None)
-    };
+    let group = settings.consumer.single_active.then(|| Group {
+        super_stream: partitioned.then(|| settings.stream.name.clone()),
+    });
     let subscription = Subscription {
-        environment: environment.clone(),
         broker: settings.broker.clone(),
+        tls,
         name: name.to_owned(),
         stream: stream.to_owned(),
         // In a group, where a member starts when it becomes active and nothing is stored.
@@ -330,6 +326,7 @@ async fn prepare(
         },
         reconnect_timeout: settings.consumer.reconnect_timeout,
         store_every_messages: settings.tracker.store_every_messages,
+        initial_credits: settings.consumer.initial_credits,
         group,
     };
     let initial = shared::retry::patiently(settings.consumer.reconnect_timeout, || {
@@ -360,7 +357,6 @@ async fn prepare(
         subscription,
         initial,
         tracker,
-        group_updates,
     })
 }
 
@@ -374,7 +370,7 @@ impl Prepared {
     ) -> Result<PartitionReport> {
         let stream = self.subscription.stream.clone();
         let (done_tx, done_rx) = oneshot::channel();
-        let mut actor = ConsumerActor::new(
+        let actor = ConsumerActor::new(
             handler,
             self.subscription,
             self.initial,
@@ -382,13 +378,10 @@ impl Prepared {
             shutdown,
             done_tx,
         );
-        if let Some(updates) = self.group_updates {
-            actor = actor.in_group(updates);
-        }
-        if let Some(count) = count {
-            actor = actor.counting_into(count);
-        }
-        actor.start();
+        match count {
+            Some(count) => actor.counting_into(count).start(),
+            None => actor.start(),
+        };
         let outcome = done_rx
             .await
             .unwrap_or_else(|_| Err(Error::Internal("the consumer actor stopped".into())));

@@ -2,8 +2,6 @@
 //! else at the configured position — processes messages until the marker, and leaves the tracker
 //! to store its progress on the broker.
 
-mod offsets;
-
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -86,7 +84,7 @@ enum OffsetsAction {
         /// granularity, as the broker attaches). To re-read from the very start, run the
         /// consumer with --replay instead: RabbitMQ cannot store an offset before 0
         #[arg(long, value_name = "TARGET")]
-        to: offsets::Target,
+        to: consumer::offsets::Target,
     },
 }
 
@@ -116,10 +114,10 @@ fn main() -> ExitCode {
         None => runtime::run(consume(settings, cli.replay, cli.common.summary_json)),
         Some(Command::Offsets {
             action: OffsetsAction::Show,
-        }) => runtime::run(offsets::show(settings)),
+        }) => runtime::run(consumer::offsets::show(settings)),
         Some(Command::Offsets {
             action: OffsetsAction::Set { to },
-        }) => runtime::run(offsets::set(settings, to)),
+        }) => runtime::run(consumer::offsets::set(settings, to)),
     }
 }
 

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use rabbitmq_stream_client::{Client, Environment};
+use rabbitmq_stream_client::Client;
 use shared::config::Settings;
 use shared::error::{describe_client_error, Error, Result};
 use shared::offset_spec::show_offset;
 use shared::{connection, OffsetSpec};
+
+use crate::consume::Reader;
 
 /// How long to wait for the broker to deliver from a position before calling the stream empty there.
 const READ_WAIT: Duration = Duration::from_secs(2);
@@ -46,7 +48,9 @@ struct Bounds {
 }
 
 struct Admin {
-    environment: Environment,
+    /// Reads the stream's bounds on the consumer's own delivery path.
+    reader_broker: shared::config::BrokerSettings,
+    reader_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     client: Client,
     /// The plain stream, or the super stream's partitions.
     streams: Vec<String>,
@@ -70,7 +74,13 @@ impl Admin {
             vec![name]
         };
         Ok(Self {
-            environment: connection::environment(&settings.broker, "consumer offsets").await?,
+            reader_broker: settings.broker.clone(),
+            reader_tls: settings
+                .broker
+                .tls
+                .as_ref()
+                .map(connection::rustls_client_config)
+                .transpose()?,
             client,
             streams,
             consumer: settings.consumer.name.clone(),
@@ -84,7 +94,14 @@ impl Admin {
         position: OffsetSpec,
         to_end: bool,
     ) -> Result<Option<u64>> {
-        connection::delivered_offset(&self.environment, stream, position, to_end, READ_WAIT).await
+        let reader = Reader {
+            broker: &self.reader_broker,
+            tls: self.reader_tls.clone(),
+            spread: 0,
+        };
+        reader
+            .delivered_offset(stream, position, to_end, READ_WAIT)
+            .await
     }
 
     async fn bounds(&self, stream: &str) -> Result<Bounds> {

@@ -3,11 +3,10 @@
 //! transaction. A crash either keeps both or neither, and the next run resumes from the offset in
 //! the same database: every message lands exactly once.
 
-use rabbitmq_stream_client::types::Delivery;
 use shared::error::Result;
 use tracker::Database;
 
-use crate::handler::{Handled, Handler, TutorialHandler};
+use crate::handler::{Delivery, Handled, Handler, TutorialHandler};
 
 /// See the module documentation.
 pub struct SqliteSink {

@@ -60,4 +60,4 @@ pub use connection::ConnectOptions;
 pub use error::DeliveryError;
 pub use rabbitmq_stream_protocol::message::Message;
 pub use rabbitmq_stream_protocol::ResponseCode;
-pub use subscription::{CloseReason, Event, StartAt, SubscribeOptions, Subscription};
+pub use subscription::{CloseReason, Closer, Event, StartAt, SubscribeOptions, Subscription};

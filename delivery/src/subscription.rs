@@ -264,6 +264,15 @@ impl Subscription {
         &self.stream
     }
 
+    /// A handle that closes this subscription from wherever its events are consumed (an actor
+    /// that fed them into its context, say).
+    pub fn closer(&self) -> Closer {
+        Closer {
+            stream: self.stream.clone(),
+            control: self.control.clone(),
+        }
+    }
+
     /// The next event (the same as [`StreamExt::next`]): `None` once the subscription ended.
     pub async fn next(&mut self) -> Option<Result<Event, DeliveryError>> {
         StreamExt::next(self).await
@@ -295,6 +304,30 @@ impl Subscription {
                 })
             }
         }
+    }
+}
+
+/// Closes a [`Subscription`] whose events someone else consumes: see [`Subscription::closer`].
+#[derive(Debug, Clone)]
+pub struct Closer {
+    stream: String,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Closer {
+    /// Asks the subscription to unsubscribe and close its connection, and waits at most
+    /// `deadline` for its task to end (then [`DeliveryError::CloseTimeout`]; the socket goes
+    /// when the `Subscription` is dropped). A subscription that already ended is `Ok`.
+    pub async fn close(self, deadline: Duration) -> Result<(), DeliveryError> {
+        if self.control.send(Control::Close).is_err() {
+            return Ok(());
+        }
+        tokio::time::timeout(deadline, self.control.closed())
+            .await
+            .map_err(|_| DeliveryError::CloseTimeout {
+                stream: self.stream,
+                after: deadline,
+            })
     }
 }
 

@@ -48,6 +48,13 @@ pub enum Error {
         stream: String,
     },
 
+    /// The stream was deleted while it was being consumed.
+    #[error("consuming stream '{stream}' stopped: the stream was deleted")]
+    StreamDeleted {
+        /// The stream.
+        stream: String,
+    },
+
     /// Querying the stored offset failed for a reason other than "none stored".
     #[error(
         "cannot query the stored offset of consumer '{consumer}' on stream '{stream}': {reason}"

@@ -25,6 +25,9 @@ pub const UNSTORED_MESSAGES: &str = "offset_tracking_unstored_messages";
 pub const LAG: &str = "offset_tracking_lag";
 /// Times the subscription was lost and made again (counter).
 pub const RESUBSCRIBES: &str = "offset_tracking_resubscribes_total";
+/// When the broker wrote the chunk of the last message processed, in seconds since the Unix
+/// epoch (gauge): `time() - this` is how old the newest processed message is.
+pub const LAST_PROCESSED_TIMESTAMP: &str = "offset_tracking_last_processed_timestamp_seconds";
 
 /// Every metric carries the stream it is about (a plain stream, or one partition of a super
 /// stream) in this label.
@@ -42,6 +45,8 @@ pub struct ConsumerMetrics {
     pub unstored: Gauge,
     /// [`RESUBSCRIBES`]
     pub resubscribes: Counter,
+    /// [`LAST_PROCESSED_TIMESTAMP`]
+    pub last_processed_timestamp: Gauge,
 }
 
 impl ConsumerMetrics {
@@ -53,6 +58,7 @@ impl ConsumerMetrics {
             last_processed: metrics::gauge!(LAST_PROCESSED_OFFSET, &label()),
             unstored: metrics::gauge!(UNSTORED_MESSAGES, &label()),
             resubscribes: metrics::counter!(RESUBSCRIBES, &label()),
+            last_processed_timestamp: metrics::gauge!(LAST_PROCESSED_TIMESTAMP, &label()),
         }
     }
 }
@@ -112,6 +118,10 @@ fn describe() {
         "Processed messages not yet covered by a store"
     );
     describe_counter!(RESUBSCRIBES, "Subscriptions lost and made again");
+    describe_gauge!(
+        LAST_PROCESSED_TIMESTAMP,
+        "When the broker wrote the chunk of the last message processed (Unix seconds)"
+    );
     describe_gauge!(
         LAG,
         "Offsets between the last message processed and the stream's end"

@@ -1,36 +1,36 @@
-//! The consumer actor: takes the client's deliveries a batch at a time (`StreamHandler` over
-//! `ready_chunks`), processes them — the tutorial's work: count, first and last offset, stop at
-//! the marker — and reports each processed batch to the tracker with one message.
+//! The consumer actor: takes its subscription's events (`StreamHandler`, one chunk at a time, on
+//! the consumer's own delivery path), hands the messages to the handler in batches of at most
+//! [`MAX_BATCH`], and reports each processed batch to the tracker with one message.
 //!
 //! - Reports go out with `try_send`: when the tracker's bounded mailbox is full, the report is
 //!   kept and merged into the next one, so the tracker neither slows consumption nor grows memory.
 //! - Crash bound: with the count trigger on, the actor never runs more than
 //!   `store_every_messages + MAX_BATCH` processed messages ahead of the tracker's last store; if it
-//!   would, it waits for the store (this only happens when stores fall behind).
-//! - When the subscription ends or fails without the marker (connection lost, broker restart), it
-//!   subscribes again with backoff, right after the last *processed* offset, until
-//!   `consumer.reconnect_timeout` runs out.
-//! - When no delivery arrives for a while, it checks that the stream still exists (the client
-//!   ignores the broker's "stream deleted" notice and would wait forever).
+//!   would, it waits for the store (this only happens when stores fall behind). While it waits, it
+//!   takes no chunk, so no credit goes back to the broker.
+//! - When the subscription ends without the marker — the broker moved or deleted the stream (a
+//!   metadata update, acted on at once), closed the connection, or the connection was lost — it
+//!   subscribes again right after the last *processed* offset, on a node that holds the stream
+//!   now, with back-off until `consumer.reconnect_timeout`, and logs how long consumption was
+//!   interrupted. A stream that is gone ends the run with a clear error.
+//! - A chunk that cannot be decoded ends the run (exit 1) naming the stream, the chunk and what
+//!   was found; what was processed before it is stored, nothing after.
 //! - In a consumer group (`consumer.single_active`) it processes only while the broker says it is
-//!   the active member ([`GroupUpdate`]). Becoming active, it resumes right after the offset
-//!   stored for the group; becoming inactive, it drops what is still buffered and flushes the
-//!   tracker, and the client's callback stores the last processed offset on the subscription's own
+//!   the active member (see `group.rs`).
 //!
 //! Over 500 lines: the actor's states (consuming, resubscribing, finishing) share its fields and
 //! each transition is short; group and health behaviour live in `group.rs` and `health.rs`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::channel::mpsc;
+use delivery::{Chunk, Closer, DeliveryError, Event};
 use futures::StreamExt;
-use rabbitmq_stream_client::error::ConsumerDeliveryError;
-use rabbitmq_stream_client::types::Delivery;
-use rabbitmq_stream_client::ConsumerHandle;
-use shared::connection;
+use shared::config::Endpoint;
+use shared::connection::CLOSE_TIMEOUT;
 use shared::error::{Error, Result};
 use shared::metrics::ConsumerMetrics;
 use shared::offset_spec::show_offset;
@@ -41,10 +41,9 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracker::{Flush, Processed, StoredProgress};
 
-use super::group::{GroupUpdate, Membership};
 use super::health::LAG_PROBE_EVERY;
-use super::subscription::{Subscribed, Subscription};
-use crate::handler::{Handled, Handler};
+use super::subscription::{subscribe_error, Subscribed, Subscription};
+use crate::handler::{Delivery, Handler};
 
 /// Most deliveries handled as one batch (and reported with one [`Processed`]).
 pub(crate) const MAX_BATCH: usize = 512;
@@ -66,6 +65,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Times the subscription was lost and made again.
     pub reconnects: u64,
+    /// Of those, the times it was made again on another node (the stream moved, a node died).
+    pub failovers: u64,
+    /// The longest time between losing the subscription and having it again.
+    pub max_interruption: Duration,
 }
 
 /// The tracker, as the consumer sees it: recipients and a progress signal, no concrete type.
@@ -79,10 +82,8 @@ pub(crate) struct TrackerLink {
     pub(crate) stored: watch::Receiver<StoredProgress>,
 }
 
-type Delivered = std::result::Result<Delivery, ConsumerDeliveryError>;
-
-/// A batch from subscription number `.0`; `None` when that subscription ended.
-type Item = (u64, Option<Vec<Delivered>>);
+/// An event of subscription number `.0`; `None` when that subscription ended.
+type Item = (u64, Option<std::result::Result<Event, DeliveryError>>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -97,12 +98,17 @@ pub(crate) struct ConsumerActor<H: Handler> {
     pub(super) subscription: Subscription,
     pub(super) initial: Option<Subscribed>,
     pub(super) epoch: u64,
-    pub(super) handle: Option<ConsumerHandle>,
+    /// Closes the current subscription.
+    pub(super) closer: Option<Closer>,
+    /// The node the current subscription reads from.
+    pub(super) node: Option<Endpoint>,
     pub(super) tracker: TrackerLink,
     pub(super) shutdown: CancellationToken,
     pub(super) outcome: Outcome,
     pub(super) unreported: Option<Processed>,
     pub(super) phase: Phase,
+    /// Messages of the current chunk not handed to the handler yet (at most one chunk).
+    pub(super) queued: VecDeque<Delivery>,
     pub(super) first_received_at: Option<Instant>,
     pub(super) last_delivery_at: Instant,
     pub(super) progress: Reporter,
@@ -116,10 +122,6 @@ pub(crate) struct ConsumerActor<H: Handler> {
     pub(super) min_offset: Option<u64>,
     /// The last offset processed in the current activation.
     pub(super) activation_last: Option<u64>,
-    /// In a group: the subscriptions' consumer updates, until `started` feeds them in.
-    pub(super) group_updates: Option<mpsc::UnboundedReceiver<GroupUpdate>>,
-    /// The current subscription's group membership.
-    pub(super) membership: Option<Membership>,
     /// Shared with the process's progress display when several partitions are consumed.
     pub(super) shared_count: Option<Arc<AtomicU64>>,
     /// The last stream check found the stream without a leader.
@@ -129,9 +131,9 @@ pub(crate) struct ConsumerActor<H: Handler> {
 }
 
 impl<H: Handler> ConsumerActor<H> {
-    /// An actor handing `initial`'s deliveries (it is attached as `subscription` says) to
+    /// An actor handing `initial`'s messages (it is attached as `subscription` says) to
     /// `handler`, reporting to `tracker`, stopping when `shutdown` is cancelled, and answering on
-    /// `done` when it stops.
+    /// `done` when it stops. In a consumer group it starts inactive.
     pub(crate) fn new(
         handler: H,
         subscription: Subscription,
@@ -143,15 +145,18 @@ impl<H: Handler> ConsumerActor<H> {
         let metrics = ConsumerMetrics::new(&subscription.stream);
         Self {
             handler,
+            active: subscription.group.is_none(),
             subscription,
             initial: Some(initial),
             epoch: 0,
-            handle: None,
+            closer: None,
+            node: None,
             tracker,
             shutdown,
             outcome: Outcome::default(),
             unreported: None,
             phase: Phase::Consuming,
+            queued: VecDeque::new(),
             first_received_at: None,
             last_delivery_at: Instant::now(),
             progress: Reporter::new("processed", None),
@@ -159,23 +164,12 @@ impl<H: Handler> ConsumerActor<H> {
             probing_end: false,
             metrics,
             done: Some(done),
-            active: true,
             min_offset: None,
             activation_last: None,
-            group_updates: None,
-            membership: None,
             shared_count: None,
             unavailable: false,
             last_check_at: Instant::now(),
         }
-    }
-
-    /// In a consumer group: start inactive and follow the broker's `updates` (the receiving end
-    /// of the subscription's [`Group::updates`]).
-    pub(crate) fn in_group(mut self, updates: mpsc::UnboundedReceiver<GroupUpdate>) -> Self {
-        self.active = false;
-        self.group_updates = Some(updates);
-        self
     }
 
     /// Counts processed messages into `count` for a display shared with other partitions,
@@ -185,28 +179,24 @@ impl<H: Handler> ConsumerActor<H> {
         self
     }
 
-    /// Feeds `consumer`'s deliveries into this actor, tagged so that a stale subscription's
+    /// Feeds the subscription's events into this actor, tagged so that a stale subscription's
     /// leftovers are recognised after a reconnect.
     fn attach(&mut self, subscribed: Subscribed, ctx: &mut Context<Self>) {
-        let Subscribed {
-            consumer,
-            membership,
-        } = subscribed;
-        if membership.is_some() {
-            // Active only once the broker says so (perhaps already: `membership` counts).
+        let Subscribed { events, node } = subscribed;
+        if self.subscription.group.is_some() {
+            // Active only once the broker says so.
             self.active = false;
         }
-        self.membership = membership;
+        self.closer = Some(events.closer());
+        self.node = Some(node);
         self.epoch += 1;
-        self.handle = Some(consumer.handle());
         self.phase = Phase::Consuming;
         self.last_delivery_at = Instant::now();
         let epoch = self.epoch;
-        let batches = consumer
-            .ready_chunks(MAX_BATCH)
-            .map(move |batch| (epoch, Some(batch)))
+        let events = events
+            .map(move |event| (epoch, Some(event)))
             .chain(futures::stream::once(async move { (epoch, None) }));
-        ctx.add_stream(batches);
+        ctx.add_stream(events);
     }
 
     /// Where to attach again: right after the last processed message, or where we first did.
@@ -224,26 +214,43 @@ impl<H: Handler> ConsumerActor<H> {
             .saturating_sub(self.tracker.stored.borrow().processed)
     }
 
-    /// Handles one batch, unless the crash bound says to wait for the tracker first.
-    fn take_batch(&mut self, mut batch: Vec<Delivered>, ctx: &mut Context<Self>) {
+    /// Queues a chunk's messages (those this activation may process) and hands them on.
+    fn take_chunk(&mut self, chunk: Chunk, ctx: &mut Context<Self>) {
         if !self.active {
             // Not the group's active member (any more): another member processes these.
             return;
         }
-        if let Some(min) = self.min_offset {
-            batch.retain(|item| item.as_ref().map_or(true, |d| d.offset() >= min));
-            if batch.is_empty() {
+        let timestamp = chunk.timestamp_ms;
+        let min = self.min_offset.unwrap_or(0);
+        self.queued.extend(
+            chunk
+                .records
+                .into_iter()
+                .filter(|record| record.offset >= min)
+                .map(|record| Delivery::new(record.offset, timestamp, record.message)),
+        );
+        self.drain(ctx);
+    }
+
+    /// Hands the queued messages to the handler, a batch at a time, unless the crash bound says
+    /// to wait for the tracker first (then it goes on once the tracker caught up).
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while !self.queued.is_empty() && self.phase == Phase::Consuming && self.active {
+            let size = self.queued.len().min(MAX_BATCH) as u64;
+            let every = self.subscription.store_every_messages;
+            let limit = every.saturating_add(MAX_BATCH as u64);
+            if every != 0 && self.ahead_of_store().saturating_add(size) > limit {
+                self.wait_for_store(size, limit, ctx);
                 return;
             }
-        }
-        let every = self.subscription.store_every_messages;
-        let limit = every + MAX_BATCH as u64;
-        let size = batch.len() as u64;
-        if every == 0 || self.ahead_of_store() + size <= limit {
+            let batch: Vec<Delivery> = self.queued.drain(..size as usize).collect();
             self.process_batch(batch, ctx);
-            return;
         }
-        // Stores fell behind: hand over what is unreported and wait until the tracker catches up.
+    }
+
+    /// Stores fell behind: hands over what is unreported and waits (taking no event) until the
+    /// tracker has stored enough for `size` more messages to stay within `limit`.
+    fn wait_for_store(&mut self, size: u64, limit: u64, ctx: &mut Context<Self>) {
         let pending = self.unreported.take();
         let tracker = self.tracker.clone();
         let processed = self.outcome.messages;
@@ -263,7 +270,7 @@ impl<H: Handler> ConsumerActor<H> {
                 .into_actor(self)
                 .map(move |caught_up, actor, ctx| {
                     if caught_up {
-                        actor.process_batch(batch, ctx);
+                        actor.drain(ctx);
                     } else {
                         actor.finish(None, ctx);
                     }
@@ -271,25 +278,10 @@ impl<H: Handler> ConsumerActor<H> {
         );
     }
 
-    fn process_batch(&mut self, batch: Vec<Delivered>, ctx: &mut Context<Self>) {
-        let mut deliveries = Vec::with_capacity(batch.len());
-        let mut failure = None;
-        for item in batch {
-            match item {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(err) => {
-                    failure = Some(err.to_string());
-                    break;
-                }
-            }
-        }
-        let handled = if deliveries.is_empty() {
-            Handled::all(0)
-        } else {
-            match self.handler.handle(&deliveries) {
-                Ok(handled) => handled,
-                Err(err) => return self.finish(Some(err), ctx),
-            }
+    fn process_batch(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
+        let handled = match self.handler.handle(&deliveries) {
+            Ok(handled) => handled,
+            Err(err) => return self.finish(Some(err), ctx),
         };
         let processed = &deliveries[..handled.processed.min(deliveries.len())];
         if let (Some(first), Some(last)) = (processed.first(), processed.last()) {
@@ -298,8 +290,9 @@ impl<H: Handler> ConsumerActor<H> {
                 self.outcome.first_offset = Some(first.offset());
                 self.first_received_at = Some(now);
             }
-            let last = last.offset();
             let count = processed.len() as u64;
+            let timestamp = last.chunk_timestamp_ms();
+            let last = last.offset();
             self.outcome.last_offset = Some(last);
             self.activation_last = Some(last);
             self.outcome.messages += count;
@@ -319,6 +312,9 @@ impl<H: Handler> ConsumerActor<H> {
             );
             self.metrics.processed.increment(count);
             self.metrics.last_processed.set(last as f64);
+            self.metrics
+                .last_processed_timestamp
+                .set(timestamp as f64 / 1000.0);
             self.metrics.unstored.set(self.ahead_of_store() as f64);
             if let Err(err) = self.report(last, count) {
                 return self.finish(Some(err), ctx);
@@ -337,8 +333,6 @@ impl<H: Handler> ConsumerActor<H> {
                 deliveries.len()
             ));
             self.finish(Some(err), ctx);
-        } else if let Some(reason) = failure {
-            self.reconnect(format!("delivery failed: {reason}"), ctx);
         }
     }
 
@@ -356,21 +350,28 @@ impl<H: Handler> ConsumerActor<H> {
     }
 
     /// The subscription is gone without the marker: subscribe again after the last processed
-    /// message, with backoff, until the deadline.
+    /// message, on a node that holds the stream now, with back-off until the deadline.
     pub(super) fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
         if self.phase != Phase::Consuming {
             return;
         }
         self.phase = Phase::Reconnecting;
+        let lost_at = Instant::now();
+        // Not processed, so not stored: the new subscription delivers them again.
+        self.queued.clear();
         if self.subscription.group.is_some() {
             // The new subscription is active only once the broker says so again.
             self.active = false;
         }
         self.outcome.reconnects += 1;
         self.metrics.resubscribes.increment(1);
-        if let Some(old) = self.handle.take() {
+        if let Some(old) = self.closer.take() {
             // The old subscription may be half-alive: close it, never wait for it.
-            actix::spawn(connection::close_within("a lost subscription", old.close()));
+            actix::spawn(async move {
+                if let Err(err) = old.close(CLOSE_TIMEOUT).await {
+                    tracing::debug!("closing a lost subscription: {err}");
+                }
+            });
         }
         let position = self.resume_position();
         let label = self.subscription.label();
@@ -380,18 +381,16 @@ impl<H: Handler> ConsumerActor<H> {
         let retry = async move {
             let mut backoff = Backoff::for_(subscription.reconnect_timeout);
             loop {
-                let renewed_then_subscribed = async {
-                    let renewed = subscription.renewed().await?;
-                    let consumer = renewed.subscribe(position).await?;
-                    Ok((renewed, consumer))
-                };
                 let attempt = tokio::select! {
-                    attempt = renewed_then_subscribed => attempt,
+                    attempt = subscription.subscribe(position) => attempt,
                     _ = shutdown.cancelled() => return Ok(None),
                 };
                 let err = match attempt {
-                    Ok(renewed) => return Ok(Some(renewed)),
-                    Err(err @ Error::StreamNotFound { .. }) => return Err(err),
+                    Ok(subscribed) => return Ok(Some(subscribed)),
+                    Err(Error::StreamNotFound { stream }) => {
+                        return Err(Error::StreamDeleted { stream })
+                    }
+                    Err(err @ Error::Config(_)) => return Err(err),
                     Err(err) => err,
                 };
                 let Some(pause) = backoff.next_pause() else {
@@ -417,10 +416,9 @@ impl<H: Handler> ConsumerActor<H> {
             retry
                 .into_actor(self)
                 .map(move |result, actor, ctx| match result {
-                    Ok(Some((renewed, consumer))) => {
-                        tracing::info!("{}subscribed again at {position}", renewed.label());
-                        actor.subscription = renewed;
-                        actor.attach(consumer, ctx);
+                    Ok(Some(subscribed)) => {
+                        actor.resumed(&subscribed.node, lost_at.elapsed(), position, &reason);
+                        actor.attach(subscribed, ctx);
                     }
                     Ok(None) => {
                         actor.phase = Phase::Consuming;
@@ -434,6 +432,31 @@ impl<H: Handler> ConsumerActor<H> {
         );
     }
 
+    /// Counts and logs a recovery: one line saying what happened and for how long consumption
+    /// was interrupted.
+    fn resumed(
+        &mut self,
+        node: &Endpoint,
+        interruption: Duration,
+        position: OffsetSpec,
+        why: &str,
+    ) {
+        let moved = self.node.as_ref().is_some_and(|before| before != node);
+        if moved {
+            self.outcome.failovers += 1;
+        }
+        self.outcome.max_interruption = self.outcome.max_interruption.max(interruption);
+        let from = match (&self.node, moved) {
+            (Some(before), true) => format!(" (was {before})"),
+            _ => String::new(),
+        };
+        tracing::info!(
+            "{}subscribed again at {position} on {node}{from}, {} ms after: {why}",
+            self.subscription.label(),
+            interruption.as_millis()
+        );
+    }
+
     /// Stops consuming: flushes the tracker (which confirms the store), closes the subscription,
     /// and answers `done` with `failure` or the outcome.
     pub(super) fn finish(&mut self, failure: Option<Error>, ctx: &mut Context<Self>) {
@@ -441,13 +464,14 @@ impl<H: Handler> ConsumerActor<H> {
             return;
         }
         self.phase = Phase::Finishing;
+        self.queued.clear();
         self.progress.finish();
         let pending = self.unreported.take();
         let tracker = self.tracker.clone();
-        let handle = self.handle.take();
+        let closer = self.closer.take();
         let stream_gone = matches!(
             failure,
-            Some(Error::ConsumeStopped { .. } | Error::StreamNotFound { .. })
+            Some(Error::StreamNotFound { .. } | Error::StreamDeleted { .. })
         );
         let work = async move {
             // The last report may still sit here if the mailbox was full: deliver it first.
@@ -467,9 +491,11 @@ impl<H: Handler> ConsumerActor<H> {
                     .await
                     .map_err(|_| Error::Internal("the tracker stopped".into()))?
             };
-            if let Some(handle) = handle {
+            if let Some(closer) = closer {
                 // A dead connection cannot be closed cleanly; that does not undo the flush.
-                connection::close_within("the subscription", handle.close()).await;
+                if let Err(err) = closer.close(CLOSE_TIMEOUT).await {
+                    tracing::debug!("closing the subscription: {err}");
+                }
             }
             stored
         };
@@ -493,11 +519,8 @@ impl<H: Handler> Actor for ConsumerActor<H> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(updates) = self.group_updates.take() {
-            ctx.add_stream(updates);
-        }
-        if let Some(consumer) = self.initial.take() {
-            self.attach(consumer, ctx);
+        if let Some(subscribed) = self.initial.take() {
+            self.attach(subscribed, ctx);
         }
         let shutdown = self.shutdown.clone();
         ctx.spawn(
@@ -530,15 +553,37 @@ impl<H: Handler> Actor for ConsumerActor<H> {
 }
 
 impl<H: Handler> StreamHandler<Item> for ConsumerActor<H> {
-    fn handle(&mut self, (epoch, batch): Item, ctx: &mut Self::Context) {
+    fn handle(&mut self, (epoch, event): Item, ctx: &mut Self::Context) {
         // Leftovers of an earlier subscription, or anything after the marker or a shutdown, are
-        // not processed, so not stored.
+        // not processed, so not stored. (A consumer update left unanswered answers "next", which
+        // a subscription being closed does not use.)
         if epoch != self.epoch || self.phase != Phase::Consuming {
             return;
         }
-        match batch {
-            Some(batch) => self.take_batch(batch, ctx),
-            None => self.reconnect("the broker connection ended".into(), ctx),
+        match event {
+            Some(Ok(Event::Chunk(chunk))) => self.take_chunk(chunk, ctx),
+            Some(Ok(Event::ConsumerUpdate {
+                active: true,
+                reply,
+            })) => self.become_active(reply, ctx),
+            Some(Ok(Event::ConsumerUpdate {
+                active: false,
+                reply,
+            })) => self.become_inactive(reply, ctx),
+            Some(Ok(Event::MetadataUpdate { code, .. })) => self.reconnect(
+                format!("the broker moved or deleted the stream: metadata update, code {code}"),
+                ctx,
+            ),
+            Some(Ok(Event::Closed { reason })) => self.reconnect(
+                format!("the broker ended the subscription: {reason:?}"),
+                ctx,
+            ),
+            Some(Err(err)) => match subscribe_error(&self.subscription.stream, err) {
+                // An undecodable chunk will not decode better on another subscription.
+                err @ Error::ConsumeStopped { .. } => self.finish(Some(err), ctx),
+                err => self.reconnect(err.to_string(), ctx),
+            },
+            None => self.reconnect("the subscription ended".into(), ctx),
         }
     }
 

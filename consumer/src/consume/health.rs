@@ -1,7 +1,8 @@
 //! The stream's health, watched from the actor: the lag to the stream's end (sampled every few
 //! seconds), and — when no delivery arrived for a while — whether the stream still exists, has a
-//! leader and a quorum, or moved under a live subscription (the client ignores the broker's
-//! metadata updates).
+//! leader and a quorum, or moved under a live subscription. The broker's metadata updates tell
+//! the subscription of moves and deletions at once; this idle check is the backstop for what no
+//! update says (a lost quorum, a replica that went silent).
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,10 @@ use shared::connection::{self, StreamState};
 use shared::error::{Error, Result};
 
 use super::actor::{ConsumerActor, Phase};
-use super::subscription::stream_end;
 use crate::handler::Handler;
+
+/// How long a stream-end probe waits for the last chunk.
+const PROBE_WAIT: Duration = Duration::from_millis(300);
 
 /// How often the stream's end is sampled for the lag.
 pub(super) const LAG_PROBE_EVERY: Duration = Duration::from_secs(5);
@@ -38,8 +41,7 @@ impl<H: Handler> ConsumerActor<H> {
         }
         self.probing_end = true;
         let subscription = self.subscription.clone();
-        let probe =
-            async move { stream_end(&subscription.environment, &subscription.stream).await };
+        let probe = async move { subscription.stream_end(PROBE_WAIT).await };
         ctx.spawn(probe.into_actor(self).map(|end, actor, _| {
             actor.probing_end = false;
             match end {
@@ -74,16 +76,10 @@ impl<H: Handler> ConsumerActor<H> {
             let state = state?;
             let quorum_lost = connection::quorum_lost(&subscription.broker, state).await?;
             let end = match state {
-                StreamState::Available { .. } if expecting && quorum_lost.is_none() => {
-                    // Through a fresh environment: the subscription's may know a node that is gone.
-                    let fresh = connection::environment(&subscription.broker, "stream check").await;
-                    match fresh {
-                        Ok(environment) => stream_end(&environment, &subscription.stream)
-                            .await
-                            .unwrap_or_default(),
-                        Err(_) => None,
-                    }
-                }
+                StreamState::Available { .. } if expecting && quorum_lost.is_none() => subscription
+                    .stream_end(PROBE_WAIT)
+                    .await
+                    .unwrap_or_default(),
                 _ => None,
             };
             Ok((state, quorum_lost, end))
@@ -104,19 +100,17 @@ impl<H: Handler> ConsumerActor<H> {
                     (Some(end), Some(at)) if end > at
                 );
             if matches!(checked, Ok((StreamState::Available { .. }, None))) && behind {
-                // The client ignores the broker's notice that the stream moved (a new leader,
-                // a replica restarted): the subscription is alive but gets nothing.
+                // The subscription is alive but gets nothing, and no update said why.
                 actor.reconnect(
-                    "no delivery while the stream holds more; the broker moved the stream".into(),
+                    "no delivery while the stream holds more".into(),
                     ctx,
                 );
                 return;
             }
             let unavailable = match checked {
                 Ok((StreamState::Missing, _)) => {
-                    let err = Error::ConsumeStopped {
+                    let err = Error::StreamDeleted {
                         stream: stream.clone(),
-                        reason: "the stream was deleted".into(),
                     };
                     actor.finish(Some(err), ctx);
                     return;

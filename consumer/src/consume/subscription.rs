@@ -1,18 +1,19 @@
-//! Attaching to a stream: where to start (the resume rule), subscribing a named consumer (in a
-//! group, with the broker's consumer-update callback), building it again on a fresh environment
-//! after a loss, and the stream's end for the lag.
+//! Attaching to a stream on the consumer's own delivery path (the `delivery` crate): where to
+//! start (the resume rule), which node to read from (a replica when there is one, as the other
+//! RabbitMQ stream clients do, else the leader), the subscription itself with the broker's
+//! answers mapped to the workspace's errors, and the stream's end for the lag.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rabbitmq_stream_client::error::ConsumerCreateError;
-use rabbitmq_stream_client::{Consumer, Environment};
-use shared::config::BrokerSettings;
-use shared::connection::{self, BuildFailure};
-use shared::error::Result;
+use delivery::{ConnectOptions, DeliveryError, Event, ResponseCode, StartAt, SubscribeOptions};
+use shared::config::{BrokerSettings, Endpoint};
+use shared::connection::{self, Members};
+use shared::error::{Error, Result};
 use shared::{routing, OffsetSpec};
 
-use super::group::{Group, Membership};
+/// What a subscription that fails to open was doing, in errors.
+const SUBSCRIBING: &str = "cannot subscribe";
 
 /// Where to attach: right after the stored offset if there is one (it takes precedence over the
 /// configured specification), else the configured specification.
@@ -23,21 +24,39 @@ pub(crate) fn start_position(stored: Option<u64>, configured: OffsetSpec) -> Off
     }
 }
 
-/// A subscription just made: the client's consumer and, in a group, its membership.
+/// The delivery path's name for a position.
+pub(crate) fn start_at(position: OffsetSpec) -> StartAt {
+    match position {
+        OffsetSpec::First => StartAt::First,
+        OffsetSpec::Last => StartAt::Last,
+        OffsetSpec::Next => StartAt::Next,
+        OffsetSpec::Offset(offset) => StartAt::Offset(offset),
+        OffsetSpec::Timestamp(ms) => StartAt::Timestamp(ms),
+    }
+}
+
+/// Membership in a consumer group (`consumer.single_active`).
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    /// The super stream the partition belongs to (`None`: a plain stream).
+    pub(crate) super_stream: Option<String>,
+}
+
+/// A subscription just made, and the node it reads from.
 pub(crate) struct Subscribed {
-    /// The client's consumer.
-    pub(crate) consumer: Consumer,
-    /// In a group: whether the broker made this subscription active.
-    pub(crate) membership: Option<Membership>,
+    /// The events of the subscription.
+    pub(crate) events: delivery::Subscription,
+    /// The node it reads from.
+    pub(crate) node: Endpoint,
 }
 
 /// What the actor needs to subscribe, and to subscribe again.
 #[derive(Clone)]
 pub(crate) struct Subscription {
-    /// Builds consumers.
-    pub(crate) environment: Environment,
-    /// For the stream-existence check.
+    /// The broker's settings (nodes, credentials, timeouts).
     pub(crate) broker: BrokerSettings,
+    /// TLS for the delivery connection (from `[broker.tls]`).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     /// The consumer's name.
     pub(crate) name: String,
     /// The stream.
@@ -48,59 +67,52 @@ pub(crate) struct Subscription {
     pub(crate) reconnect_timeout: Duration,
     /// The tracker's count trigger (0: off), for the crash bound.
     pub(crate) store_every_messages: u64,
+    /// Chunks the broker may send ahead of processing (`consumer.initial_credits`).
+    pub(crate) initial_credits: u16,
     /// Membership in a consumer group, if `consumer.single_active`.
     pub(crate) group: Option<Group>,
 }
 
 impl Subscription {
-    /// Attaches a named consumer at `position` (in a group, where the broker's consumer update
-    /// says instead).
+    /// Attaches the named consumer at `position` (in a group, where the broker's consumer
+    /// update says instead), on a node that holds the stream now.
     pub(crate) async fn subscribe(&self, position: OffsetSpec) -> Result<Subscribed> {
-        let membership = self.group.as_ref().map(|_| Membership::default());
-        let mut builder = self
-            .environment
-            .consumer()
-            .name(&self.name)
-            .offset(position.to_client())
-            .client_provided_name(&format!("consumer {}", self.name));
-        if let (Some(group), Some(membership)) = (&self.group, &membership) {
-            let mut properties = HashMap::new();
-            if let Some(super_stream) = &group.super_stream {
-                // Makes the broker spread the super stream's partitions over the group.
-                properties.insert("super-stream".to_owned(), super_stream.clone());
-            }
-            builder = builder
-                .enable_single_active_consumer(true)
-                .properties(properties)
-                .consumer_update_arc(Some(group.listener(membership.clone())));
-        }
-        let what = "cannot subscribe";
-        let build = builder.build(&self.stream);
-        match connection::build_within_deadline(&self.broker, what, &self.stream, build).await? {
-            Ok(consumer) => Ok(Subscribed {
-                consumer,
-                membership,
-            }),
-            Err(err) => {
-                let failure = build_failure(err);
-                Err(connection::build_error(&self.broker, what, &self.stream, failure).await)
-            }
-        }
+        let options = SubscribeOptions {
+            stream: self.stream.clone(),
+            offset: start_at(position),
+            initial_credits: self.initial_credits,
+            consumer_name: Some(self.name.clone()),
+            single_active: self.group.is_some(),
+            super_stream: self.group.as_ref().and_then(|g| g.super_stream.clone()),
+        };
+        self.open(options, &format!("consumer {}", self.name)).await
     }
 
-    /// The same subscription on a fresh environment: after a lost connection, the node the old
-    /// one knew may be the one that is gone.
-    pub(super) async fn renewed(&self) -> Result<Subscription> {
-        let environment =
-            connection::environment(&self.broker, &format!("consumer {}", self.name)).await?;
-        Ok(Subscription {
-            environment,
-            ..self.clone()
-        })
+    /// Opens `options` on the first of the stream's nodes that takes it.
+    async fn open(&self, options: SubscribeOptions, connection_name: &str) -> Result<Subscribed> {
+        let reader = Reader {
+            broker: &self.broker,
+            tls: self.tls.clone(),
+            spread: spread(&self.name, &self.stream),
+        };
+        reader.open(options, connection_name).await
+    }
+
+    /// The offset of the stream's last message, read on a subscription of its own; `None` for a
+    /// stream without messages (nothing within `wait`).
+    pub(crate) async fn stream_end(&self, wait: Duration) -> Result<Option<u64>> {
+        let reader = Reader {
+            broker: &self.broker,
+            tls: self.tls.clone(),
+            spread: spread(&self.name, &self.stream),
+        };
+        reader
+            .delivered_offset(&self.stream, OffsetSpec::Last, true, wait)
+            .await
     }
 
     /// "partition s-0: " on a super stream, nothing on a plain stream.
-    pub(super) fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let partitioned = self
             .group
             .as_ref()
@@ -109,23 +121,217 @@ impl Subscription {
     }
 }
 
-fn build_failure(err: ConsumerCreateError) -> BuildFailure {
-    match err {
-        ConsumerCreateError::StreamDoesNotExist { .. } => BuildFailure::Missing,
-        ConsumerCreateError::Create { status, .. } => BuildFailure::Refused(status),
-        ConsumerCreateError::Client(err) => BuildFailure::Client(err),
-        other => BuildFailure::Other(other.to_string()),
+/// Opens subscriptions on the consumer's own delivery path: for the consumer, for lag probes
+/// and for `consumer offsets`.
+pub(crate) struct Reader<'a> {
+    /// The broker's settings (nodes, credentials, timeouts).
+    pub(crate) broker: &'a BrokerSettings,
+    /// TLS for the connection (from `[broker.tls]`).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    /// Which replica to prefer (see [`spread`]).
+    pub(crate) spread: usize,
+}
+
+impl Reader<'_> {
+    /// Opens `options` on the first of the stream's nodes that takes it.
+    async fn open(&self, options: SubscribeOptions, connection_name: &str) -> Result<Subscribed> {
+        let stream = options.stream.clone();
+        let mut failure = None;
+        for node in self.nodes(&stream).await? {
+            let connect = self.connect_options(&node, connection_name);
+            match delivery::Subscription::open(&connect, options.clone()).await {
+                Ok(events) => return Ok(Subscribed { events, node }),
+                Err(err) => {
+                    let err = subscribe_error(&stream, err);
+                    // The stream itself is gone or refused: no other node will do better.
+                    if matches!(err, Error::StreamNotFound { .. } | Error::Config(_)) {
+                        return Err(err);
+                    }
+                    tracing::debug!("stream {stream} on {node}: {err}");
+                    failure = Some(err);
+                }
+            }
+        }
+        Err(failure.unwrap_or(Error::Unavailable {
+            what: SUBSCRIBING,
+            stream,
+        }))
+    }
+
+    /// The nodes to read `stream` from, in the order to try: the replicas online (starting at
+    /// `spread`, so that consumers spread), then the leader. Behind a load balancer, the
+    /// configured nodes instead (the advertised ones cannot be reached).
+    async fn nodes(&self, stream: &str) -> Result<Vec<Endpoint>> {
+        if self.broker.load_balancer_mode {
+            return Ok(self.broker.endpoints());
+        }
+        let admin = connection::client(self.broker, "stream check").await?;
+        let members = connection::stream_members(&admin, stream, SUBSCRIBING).await;
+        connection::close_within("a stream check connection", admin.close()).await;
+        let Members {
+            leader,
+            mut replicas,
+        } = members?;
+        if !replicas.is_empty() {
+            let turn = self.spread % replicas.len();
+            replicas.rotate_left(turn);
+        }
+        replicas.push(leader);
+        Ok(replicas)
+    }
+
+    fn connect_options(&self, node: &Endpoint, connection_name: &str) -> ConnectOptions {
+        ConnectOptions {
+            host: node.host.clone(),
+            port: node.port,
+            username: self.broker.username.clone(),
+            password: self.broker.password.expose().to_owned(),
+            virtual_host: self.broker.virtual_host.clone(),
+            heartbeat: self.broker.heartbeat,
+            connect_timeout: self.broker.connect_timeout,
+            tls: self.tls.clone(),
+            connection_name: Some(connection_name.to_owned()),
+        }
+    }
+
+    /// The offset of the first message the broker delivers from `position` on `stream`
+    /// (`None`: nothing within `wait`); with `to_end`, of the last one it delivers before going
+    /// quiet for `wait` (or after `wait` × 5 in all, on a busy stream). Reads on a subscription
+    /// of its own.
+    pub(crate) async fn delivered_offset(
+        &self,
+        stream: &str,
+        position: OffsetSpec,
+        to_end: bool,
+        wait: Duration,
+    ) -> Result<Option<u64>> {
+        let options = SubscribeOptions {
+            offset: start_at(position),
+            initial_credits: 1,
+            ..SubscribeOptions::new(stream)
+        };
+        let Subscribed { mut events, .. } = self.open(options, "stream check").await?;
+        let deadline = tokio::time::Instant::now() + wait.saturating_mul(5);
+        let mut seen = None;
+        let mut failure = None;
+        while let Ok(Some(event)) = tokio::time::timeout(wait, events.next()).await {
+            match event {
+                Ok(Event::Chunk(chunk)) => {
+                    let offset = if to_end {
+                        chunk.records.last()
+                    } else {
+                        chunk.records.first()
+                    };
+                    seen = offset.map(|record| record.offset).or(seen);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    failure = Some(subscribe_error(stream, err));
+                    break;
+                }
+            }
+            if seen.is_some() && (!to_end || tokio::time::Instant::now() > deadline) {
+                break;
+            }
+        }
+        if let Err(err) = events.close(connection::CLOSE_TIMEOUT).await {
+            tracing::debug!("closing a stream check subscription: {err}");
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(seen),
+        }
     }
 }
 
-/// The offset of `stream`'s last message, read on a subscription of its own.
-pub(crate) async fn stream_end(environment: &Environment, stream: &str) -> Result<Option<u64>> {
-    connection::delivered_offset(
-        environment,
-        stream,
-        OffsetSpec::Last,
-        true,
-        Duration::from_millis(300),
-    )
-    .await
+/// A number of the consumer's own for choosing among replicas: the same consumer returns to the
+/// same replica, different consumers spread.
+pub(crate) fn spread(name: &str, stream: &str) -> usize {
+    usize::try_from(routing::partition_of(&format!("{name}/{stream}"), u32::MAX)).unwrap_or(0)
+}
+
+/// The workspace's error for a subscription that failed (to open, or later).
+pub(crate) fn subscribe_error(stream: &str, err: DeliveryError) -> Error {
+    let stream = stream.to_owned();
+    match err.response_code() {
+        Some(ResponseCode::StreamDoesNotExist) => return Error::StreamNotFound { stream },
+        Some(ResponseCode::StreamNotAvailable) => {
+            return Error::Unavailable {
+                what: SUBSCRIBING,
+                stream,
+            }
+        }
+        _ => {}
+    }
+    let reason = with_sources(&err);
+    match err {
+        DeliveryError::Authentication { code, .. } => Error::Connect {
+            endpoint: stream,
+            reason: shared::error::describe_code(&code),
+            source: None,
+        },
+        DeliveryError::Decode { .. } => Error::ConsumeStopped { stream, reason },
+        DeliveryError::InvalidOptions { .. } => Error::Config(reason),
+        _ => Error::Broker {
+            what: "subscription failed",
+            stream,
+            reason,
+            source: None,
+        },
+    }
+}
+
+/// An error and its sources, in one line.
+pub(crate) fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_offset_wins_and_resumes_right_after_it() {
+        assert_eq!(
+            start_position(Some(0), OffsetSpec::First),
+            OffsetSpec::Offset(1)
+        );
+        assert_eq!(
+            start_position(Some(99), OffsetSpec::Next),
+            OffsetSpec::Offset(100)
+        );
+        assert_eq!(start_position(None, OffsetSpec::Last), OffsetSpec::Last);
+        assert_eq!(
+            start_position(None, OffsetSpec::Offset(42)),
+            OffsetSpec::Offset(42)
+        );
+    }
+
+    #[test]
+    fn refusals_map_to_what_the_caller_acts_on() {
+        let refused = |code| DeliveryError::Refused {
+            stream: "s".into(),
+            operation: "subscribe",
+            code,
+        };
+        assert!(matches!(
+            subscribe_error("s", refused(ResponseCode::StreamDoesNotExist)),
+            Error::StreamNotFound { .. }
+        ));
+        assert!(matches!(
+            subscribe_error("s", refused(ResponseCode::StreamNotAvailable)),
+            Error::Unavailable { .. }
+        ));
+        assert!(matches!(
+            subscribe_error("s", refused(ResponseCode::AccessRefused)),
+            Error::Broker { .. }
+        ));
+    }
 }

@@ -26,7 +26,13 @@ pub struct ConsumerSettings {
     /// stream, for a plain stream) among the processes with this name. A member runs until
     /// stopped (SIGINT/SIGTERM) rather than ending at the marker.
     pub single_active: bool,
+    /// Chunks the broker may send ahead of processing (the protocol's credits), 1 to
+    /// [`MAX_INITIAL_CREDITS`]: more keeps the pipe full, each one costs a chunk of memory.
+    pub initial_credits: u16,
 }
+
+/// Most credits a consumer may give the broker at once.
+pub const MAX_INITIAL_CREDITS: u16 = 100;
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
@@ -36,6 +42,7 @@ impl Default for ConsumerSettings {
             reconnect_timeout: Duration::from_secs(60),
             sink: SinkKind::None,
             single_active: false,
+            initial_credits: 10,
         }
     }
 }
@@ -70,6 +77,12 @@ impl ConsumerSettings {
         }
         if self.name.len() > 255 {
             return invalid("name", "must be at most 255 bytes");
+        }
+        if !(1..=MAX_INITIAL_CREDITS).contains(&self.initial_credits) {
+            return invalid(
+                "initial_credits",
+                &format!("must be between 1 and {MAX_INITIAL_CREDITS}"),
+            );
         }
         Ok(())
     }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use broker::{BrokerSettings, Endpoint, Secret};
-pub use consumer::{ConsumerSettings, OffsetStoreKind, SinkKind, TrackerSettings};
+pub use consumer::{
+    ConsumerSettings, OffsetStoreKind, SinkKind, TrackerSettings, MAX_INITIAL_CREDITS,
+};
 pub use producer::ProducerSettings;
 pub use stream::StreamSettings;
 pub use tls::TlsSettings;

@@ -6,7 +6,7 @@
 //! - `streams`: creating the configured stream or super stream, a stream's state (available,
 //!   without a leader, missing), partitions, the lost-quorum diagnosis.
 //! - `build`: building a producer or a consumer under a deadline, its failures mapped.
-//! - `offsets`: the stored-offset query, and what the broker delivers from a position.
+//! - `offsets`: the stored-offset query.
 //!
 //! Closing is one helper, [`close_within`]: the client's `close()` waits for the broker's answer
 //! with no limit.
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use build::{build_error, build_within_deadline, BuildFailure};
 pub use connect::{client, environment, nodes_answering};
-pub use offsets::{delivered_offset, stored_offset};
+pub use offsets::stored_offset;
 pub use streams::{
     ensure_stream, partitions, quorum_lost, stream_exists, stream_members, stream_state, Members,
     StreamState, NO_LEADER,
