@@ -142,6 +142,9 @@ impl Report {
                     stores: p.tracker.stores,
                     store_errors: p.tracker.store_errors,
                     reconnects: p.outcome.reconnects,
+                    failovers: p.outcome.failovers,
+                    max_interruption_ms: u64::try_from(p.outcome.max_interruption.as_millis())
+                        .unwrap_or(u64::MAX),
                     marker: p.outcome.reached_marker,
                 })
                 .collect(),

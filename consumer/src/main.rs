@@ -105,6 +105,7 @@ impl Cli {
 
 fn main() -> ExitCode {
     shared::telemetry::init();
+    runtime::exit_on_panic(delivery::panic_is_contained);
     let cli = Cli::parse();
     let settings = match cli.settings() {
         Ok(settings) => settings,
@@ -176,7 +177,7 @@ where
             String::new()
         };
         tracing::info!(
-            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} marker={}",
+            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} failovers={} max_interruption_ms={} marker={}",
             outcome.messages,
             outcome.messages as f64 / seconds.max(1e-9),
             show(outcome.first_offset),
@@ -185,6 +186,8 @@ where
             partition.tracker.stores,
             partition.tracker.store_errors,
             outcome.reconnects,
+            outcome.failovers,
+            outcome.max_interruption.as_millis(),
             outcome.reached_marker,
         );
     }

@@ -51,9 +51,17 @@ async fn a_stream_deleted_while_consuming_is_a_clear_error() {
     running.wait_for_line("First message received", LIMIT);
     let env = require_broker().await;
     env.delete_stream(&stream.name).await.unwrap();
+    let deleted_at = std::time::Instant::now();
     let out = running.finish(Duration::from_secs(30));
+    let noticed_after = deleted_at.elapsed();
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // The broker's metadata update ends the subscription at once (no idle probe needed).
+    println!("the consumer exited {noticed_after:?} after the stream was deleted");
+    assert!(
+        noticed_after <= Duration::from_secs(1),
+        "the consumer took {noticed_after:?} to report the deleted stream: {err}"
+    );
     assert!(
         err.contains(&stream.name) && err.contains("deleted"),
         "{err}"

@@ -47,6 +47,17 @@ async fn a_broker_restart_mid_consume_loses_and_repeats_nothing() {
         summary.reconnects, summary.messages
     );
     assert!(summary.reconnects >= 1, "no reconnect seen: {err}");
+    // Each recovery says what happened and how long consumption was interrupted.
+    let partition = &summary.partitions[0];
+    assert!(
+        partition.max_interruption_ms > 0,
+        "no interruption recorded: {partition:?}"
+    );
+    assert!(
+        err.lines()
+            .any(|line| line.contains("subscribed again at") && line.contains(" ms after: ")),
+        "no recovery line: {err}"
+    );
     assert_eq!(
         summary.messages,
         2 * half,

@@ -239,6 +239,14 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
         processed.len() as u64,
         "the consumer processed messages twice"
     );
+    // The broker's metadata update is acted on at once (the client's consumer took ~6 s).
+    if let Some(resumed) = consumer_failover {
+        assert!(
+            resumed <= Duration::from_millis(1500),
+            "the consumer resumed {resumed:?} after the leader's kill (target: 1.5 s): {}",
+            stderr_of(&consumed)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,6 +19,10 @@ fn value(scrape: &str, metric: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_what_was_processed_and_stored() {
     let stream = TestStream::new("m1").await;
+    let published_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     // No marker: the consumer stays up to be scraped.
     stream
         .publish((0..1000).map(|i| format!("hello{i}").into_bytes()))
@@ -72,6 +76,13 @@ async fn metrics_count_what_was_processed_and_stored() {
     assert!(
         value(&scrape, "offset_tracking_stores_total").unwrap() >= 1.0,
         "{scrape}"
+    );
+    // When the broker wrote the last processed message's chunk: this wave's, on this machine.
+    let written = value(&scrape, "offset_tracking_last_processed_timestamp_seconds")
+        .unwrap_or_else(|| panic!("no chunk timestamp: {scrape}"));
+    assert!(
+        (written - published_at).abs() < 60.0,
+        "chunk timestamp {written} vs published at {published_at}: {scrape}"
     );
     assert!(
         scrape.contains("# HELP offset_tracking_messages_processed_total"),

@@ -22,8 +22,6 @@
 //! record`. Each record is an AMQP 1.0 message. Offsets count records, not entries: record *i* of
 //! the chunk (sub-entry records counted one by one) has offset `first offset + i`.
 
-use std::panic;
-
 use bytes::Bytes;
 use rabbitmq_stream_protocol::codec::Decoder;
 use rabbitmq_stream_protocol::message::Message;
@@ -435,7 +433,7 @@ fn decode_entries(data: &[u8], header: &Header) -> Result<Vec<Record>, ChunkProb
 fn decode_record(offset: u64, body: &[u8]) -> Result<Record, ChunkProblem> {
     // The AMQP decoder of rabbitmq-stream-protocol 0.11 can panic on some malformed input
     // (e.g. an odd map count underflows): contain it and report the record.
-    let decoded = panic::catch_unwind(|| Message::decode(body));
+    let decoded = crate::contain::contain(|| Message::decode(body));
     match decoded {
         Ok(Ok((_, message))) => Ok(Record { offset, message }),
         Ok(Err(e)) => Err(ChunkProblem::BadMessage {

@@ -10,7 +10,6 @@
 //! code u16`, which this module reads itself.
 
 use std::io;
-use std::panic;
 
 use bytes::{Buf, Bytes, BytesMut};
 use rabbitmq_stream_protocol::codec::{Decoder, Encoder};
@@ -212,7 +211,7 @@ pub(crate) fn decode_response(frame: &[u8]) -> Result<Response, String> {
     let mut sized = Vec::with_capacity(frame.len() + 4);
     sized.extend_from_slice(&(frame.len() as u32).to_be_bytes());
     sized.extend_from_slice(frame);
-    match panic::catch_unwind(|| Response::decode(&sized).map(|(_, r)| r)) {
+    match crate::contain::contain(|| Response::decode(&sized).map(|(_, r)| r)) {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(format!("undecodable response: {e:?}")),
         Err(_) => Err("undecodable response (the decoder panicked)".to_owned()),

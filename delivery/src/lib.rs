@@ -48,6 +48,7 @@
 mod chunk;
 mod compression;
 mod connection;
+mod contain;
 mod error;
 mod frame;
 mod subscription;
@@ -57,6 +58,7 @@ pub use chunk::{
 };
 pub use compression::Compression;
 pub use connection::ConnectOptions;
+pub use contain::panic_is_contained;
 pub use error::DeliveryError;
 pub use rabbitmq_stream_protocol::message::Message;
 pub use rabbitmq_stream_protocol::ResponseCode;

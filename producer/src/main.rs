@@ -43,6 +43,7 @@ impl Cli {
 
 fn main() -> ExitCode {
     shared::telemetry::init();
+    runtime::exit_on_panic(|| false);
     let cli = Cli::parse();
     let settings = match cli.settings() {
         Ok(settings) => settings,

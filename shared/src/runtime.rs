@@ -34,6 +34,25 @@ pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|err| Error::Local(format!("cannot start the runtime: {err}")))
 }
 
+/// Makes any panic end the process with exit code 1 after the usual panic message, so that a
+/// panic in a task of a dependency (a connection's reader, say) can never leave the program
+/// waiting for ever. `contained` says whether a panic is one that its code catches and reports
+/// as an error (those pass silently).
+pub fn exit_on_panic(contained: fn() -> bool) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if contained() {
+            return;
+        }
+        report(info);
+        eprintln!(
+            "internal error: a panic (above) stopped part of the program; exiting rather than \
+             waiting for ever. Offsets stored so far cover only processed messages."
+        );
+        std::process::exit(1);
+    }));
+}
+
 /// Reports `err` on stderr and returns its exit code.
 pub fn fail(err: &Error) -> ExitCode {
     tracing::error!("{err}");

@@ -50,8 +50,15 @@ pub struct PartitionSummary {
     pub stores: u64,
     /// Offset stores that failed.
     pub store_errors: u64,
-    /// Subscriptions made again after a lost connection.
+    /// Subscriptions made again after a lost connection or a moved stream.
     pub reconnects: u64,
+    /// Of those, the ones made on another node than before.
+    #[serde(default)]
+    pub failovers: u64,
+    /// The longest time consumption was interrupted (from losing the subscription to having it
+    /// again), in milliseconds.
+    #[serde(default)]
+    pub max_interruption_ms: u64,
     /// Whether the marker was processed.
     pub marker: bool,
 }
