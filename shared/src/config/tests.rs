@@ -241,3 +241,87 @@ fn tls_mistakes_are_configuration_errors_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn endpoints_read_host_names_ipv4_and_bracketed_ipv6() {
+    let read = |text: &str| text.parse::<Endpoint>();
+    let ipv6 = read("[::1]:5552").unwrap();
+    assert_eq!((ipv6.host.as_str(), ipv6.port), ("::1", 5552));
+    assert_eq!(ipv6.to_string(), "[::1]:5552");
+    let named = read(" rabbit-1.example:5553 ").unwrap();
+    assert_eq!(
+        (named.host.as_str(), named.port),
+        ("rabbit-1.example", 5553)
+    );
+    assert_eq!(named.to_string(), "rabbit-1.example:5553");
+    let ipv4 = read("127.0.0.1:5561").unwrap();
+    assert_eq!((ipv4.host.as_str(), ipv4.port), ("127.0.0.1", 5561));
+    for bad in [
+        "::1:5552",
+        "localhost",
+        "localhost:0",
+        "localhost:99999",
+        ":5552",
+        "user@host:5552",
+        "host:5552/path",
+        "[::1]",
+    ] {
+        assert!(read(bad).is_err(), "{bad} was accepted: {:?}", read(bad));
+    }
+}
+
+#[test]
+fn numbers_and_durations_outside_their_range_are_refused_naming_the_key() {
+    for (toml, key) in [
+        (
+            "[tracker]\nstore_every_messages = 9223372036854775807",
+            "tracker.store_every_messages",
+        ),
+        ("[tracker]\nstore_every = \"1ns\"", "tracker.store_every"),
+        (
+            "[tracker]\nstore_every = \"400years\"",
+            "tracker.store_every",
+        ),
+        ("[producer]\nbatch_size = 4000000000", "producer.batch_size"),
+        (
+            "[producer]\nmax_unconfirmed = 4000000000",
+            "producer.max_unconfirmed",
+        ),
+        (
+            "[producer]\nconfirm_timeout = \"10000years\"",
+            "producer.confirm_timeout",
+        ),
+        (
+            "[producer]\nreconnect_timeout = \"10000years\"",
+            "producer.reconnect_timeout",
+        ),
+        (
+            "[consumer]\nreconnect_timeout = \"10000years\"",
+            "consumer.reconnect_timeout",
+        ),
+        (
+            "[consumer]\ninitial_credits = 0",
+            "consumer.initial_credits",
+        ),
+        (
+            "[consumer]\ninitial_credits = 101",
+            "consumer.initial_credits",
+        ),
+        (
+            "[broker]\nconnect_timeout = \"0s\"",
+            "broker.connect_timeout",
+        ),
+        ("[broker]\nheartbeat = \"10000years\"", "broker.heartbeat"),
+    ] {
+        let f = file_with(toml);
+        let err = Settings::load(Some(f.path())).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(text) if text.contains(key) && text.contains("range")),
+            "{toml}: {err}"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+    // "0s" still turns the time trigger off; the limits themselves are allowed.
+    let f = file_with("[tracker]\nstore_every = \"0s\"\nstore_every_messages = 1000000000");
+    assert!(Settings::load(Some(f.path())).is_ok());
+}
