@@ -413,26 +413,3 @@ async fn show_progress(counts: Vec<Arc<AtomicU64>>, stop: CancellationToken) {
     }
     reporter.finish();
 }
-
-#[cfg(test)]
-mod tests {
-    use shared::OffsetSpec;
-
-    #[test]
-    fn a_stored_offset_wins_and_resumes_right_after_it() {
-        use crate::consume::start_position;
-        assert_eq!(
-            start_position(Some(0), OffsetSpec::First),
-            OffsetSpec::Offset(1)
-        );
-        assert_eq!(
-            start_position(Some(99), OffsetSpec::Next),
-            OffsetSpec::Offset(100)
-        );
-        assert_eq!(start_position(None, OffsetSpec::Last), OffsetSpec::Last);
-        assert_eq!(
-            start_position(None, OffsetSpec::Offset(42)),
-            OffsetSpec::Offset(42)
-        );
-    }
-}

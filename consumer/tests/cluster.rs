@@ -239,11 +239,15 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
         processed.len() as u64,
         "the consumer processed messages twice"
     );
-    // The broker's metadata update is acted on at once (the client's consumer took ~6 s).
+    // The broker's metadata update is acted on at once (the client's consumer took ~6 s): the
+    // target is 1.5 s after the kill. On a loaded machine the election itself can take longer;
+    // the producer, which needs the new leader too, shows when it was there.
     if let Some(resumed) = consumer_failover {
+        let allowed = Duration::from_millis(1500).max(producer_failover + Duration::from_secs(1));
         assert!(
-            resumed <= Duration::from_millis(1500),
-            "the consumer resumed {resumed:?} after the leader's kill (target: 1.5 s): {}",
+            resumed <= allowed,
+            "the consumer resumed {resumed:?} after the leader's kill, the producer after \
+             {producer_failover:?} (allowed: {allowed:?}): {}",
             stderr_of(&consumed)
         );
     }

@@ -43,6 +43,22 @@
 //! - `subscription` — [`Subscription`] and its task: Subscribe, credits, heartbeats, single
 //!   active consumer, metadata updates, closing; [`Event`], [`StartAt`], [`SubscribeOptions`].
 //! - `error` — [`DeliveryError`].
+//! - `contain` — the protocol crate's decoders can panic on malformed input: contained, reported
+//!   as errors, and [`panic_is_contained`] tells a process-wide panic hook to let them pass.
+//!
+//! # Wire facts this relies on (checked against osiris, the Java and Go clients)
+//!
+//! - Chunk header: magic 5 and version 0 in the first byte (`0x50`); offsets count records, a
+//!   sub-entry's records one by one. To consumers the broker sends the data without the bloom
+//!   filter, and user chunks without the trailer.
+//! - Sub-entry: 1 type bit, 3 codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd), record count
+//!   u16, uncompressed length u32, length u32, then the (compressed) `size u32 | message` records.
+//!   gzip is the gzip file format, snappy the *framing* format, lz4 the *frame* format, zstd zstd
+//!   frames — what Java's `CompressionUtils` and Go's `aggregation.go` write. Python `rstream`
+//!   writes none and gzip only.
+//! - `rabbitmq-stream-protocol` 0.11 keeps the fields of MetadataUpdate, the server's Close and
+//!   ConsumerUpdate's subscription id private: `frame.rs` reads those few frames itself.
+//! - Deliver version 2 (with the committed offset) is not negotiated; the broker sends version 1.
 #![forbid(unsafe_code)]
 
 mod chunk;
