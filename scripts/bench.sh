@@ -7,6 +7,8 @@
 # MESSAGES per row (default 1000000). Options go to the bench binary (bench/, see `--help`), e.g.
 #   scripts/bench.sh 1000000 --rss-messages 0         skip the 10 M-message peak RSS wave
 #   scripts/bench.sh --tutorial-messages 50000        shorter tutorial-pattern row
+#   scripts/bench.sh --no-credit-rows                 skip our consumer at initial_credits 1, 2, 4, 10
+#   scripts/bench.sh --no-sub-entry-rows              skip the sub-entry waves (none, zstd) vs plain
 #
 # It builds the release binaries, starts the broker if none answers (scripts/broker.sh up),
 # installs GNU time for exact peak RSS figures if /usr/bin/time is missing, and runs

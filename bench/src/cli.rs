@@ -25,6 +25,15 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) tutorial_seconds: u64,
 
+    /// Skip the rows of our consumer at `consumer.initial_credits` = 1, 2, 4 and 10.
+    #[arg(long)]
+    pub(crate) no_credit_rows: bool,
+
+    /// Skip the sub-entry rows: a wave of `--messages` written as sub-entry batches of 100
+    /// (uncompressed and zstd) consumed by our consumer, against the plain wave.
+    #[arg(long)]
+    pub(crate) no_sub_entry_rows: bool,
+
     /// Directory of the `producer` and `consumer` binaries (default: the bench's own directory,
     /// e.g. target/release).
     #[arg(long, value_name = "DIR")]

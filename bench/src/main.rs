@@ -8,9 +8,14 @@
 //! 2. **Consume** the stream our producer wrote: raw without stores, our `consumer` at
 //!    `store_every_messages` = 10, the tutorial's pattern (raw, `store_offset(..).await` in the
 //!    loop every 10 messages) on a bounded prefix only (it runs near 13 k msg/s), our consumer at
-//!    `store_every_messages` = 10 000, with the SQLite sink, and raw without stores again. Raw
-//!    rates are timed from the first delivery to the marker, like our consumer's summary.
-//! 3. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
+//!    `store_every_messages` = 10 000, with the SQLite sink, at `consumer.initial_credits` = 1, 2,
+//!    4 and 10 (issue #15's flow control; `--no-credit-rows` skips them), and raw without stores
+//!    again. Raw rates are timed from the first delivery to the marker, like our consumer's
+//!    summary.
+//! 3. **Sub-entries** (issue #15; `--no-sub-entry-rows` skips them): the same wave written as
+//!    sub-entry batches of 100 by the test kit's writer, uncompressed and zstd, each consumed by
+//!    our consumer, between two runs of it on the plain wave; target ≥ 0.9 of the plain rate.
+//! 4. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
 //!    0 skips it), under `/usr/bin/time -f %M` (or, without GNU time, by polling `VmHWM`).
 //!
 //! The broker shares the machine's cores with everything, so references and ours run interleaved
@@ -29,7 +34,8 @@
 //! ```
 //!
 //! Layout: `cli.rs` (options), `run.rs` (the run: streams, the rows in order, the figures after
-//! them), `raw.rs` (the raw-client reference rows), `ours.rs` (the rows of our binaries), `rss.rs`
+//! them), `raw.rs` (the raw-client reference rows), `ours.rs` (the rows of our binaries),
+//! `sub_entries.rs` (writing the sub-entry waves), `rss.rs`
 //! (peak RSS measurement), `row.rs` (one row's figures and its line), `summary.rs` (the targets
 //! and the final `bench summary:` line).
 
@@ -39,6 +45,7 @@ mod raw;
 mod row;
 mod rss;
 mod run;
+mod sub_entries;
 mod summary;
 
 use std::process::ExitCode;

@@ -31,6 +31,32 @@ pub(crate) struct Ours {
     pub(crate) run_id: String,
 }
 
+/// How one consumer row runs our consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConsumerRow {
+    /// Part of the consumer's name: rows with the same settings on the same stream must not share
+    /// a stored offset.
+    pub(crate) label: &'static str,
+    /// `tracker.store_every_messages`.
+    pub(crate) every: u64,
+    /// The SQLite sink (and store) instead of the broker's offset store.
+    pub(crate) sqlite_sink: bool,
+    /// `consumer.initial_credits`; `None` leaves the consumer's default.
+    pub(crate) initial_credits: Option<u16>,
+}
+
+impl ConsumerRow {
+    /// A row storing every `every` messages on the broker, with the default credits.
+    pub(crate) fn every(label: &'static str, every: u64) -> Self {
+        Self {
+            label,
+            every,
+            sqlite_sink: false,
+            initial_credits: None,
+        }
+    }
+}
+
 /// What one of our binaries reported.
 struct ChildRun {
     summary: RunSummary,
@@ -54,18 +80,24 @@ impl Ours {
         })
     }
 
-    /// Runs our consumer binary on `stream` from its first message to the marker, under a fresh
-    /// consumer name, with the tracker storing every `every` messages (and the SQLite sink, if
-    /// `sqlite_sink`); then asks the broker which offset it holds for that name.
+    /// Runs our consumer binary on `stream` from its first message to the marker, under a consumer
+    /// name of its own (the run's, `row`'s label and settings), with `row`'s settings; then asks
+    /// the broker which offset it holds for that name.
     pub(crate) async fn consumer(
         &self,
         stream: &str,
         count: u64,
-        every: u64,
-        sqlite_sink: bool,
+        row: &ConsumerRow,
     ) -> Result<Measured> {
+        let ConsumerRow {
+            label,
+            every,
+            sqlite_sink,
+            initial_credits,
+        } = *row;
+        let credits = initial_credits.map_or_else(|| "default".to_owned(), |c| c.to_string());
         let name = format!(
-            "bench-{}-consumer-{every}-{count}-{sqlite_sink}",
+            "bench-{}-consumer-{label}-{every}-{count}-{sqlite_sink}-{credits}",
             self.run_id
         );
         let mut env = vec![
@@ -77,6 +109,12 @@ impl Ours {
                 every.to_string(),
             ),
         ];
+        if let Some(credits) = initial_credits {
+            env.push((
+                "OFFSET_TRACKING__CONSUMER__INITIAL_CREDITS",
+                credits.to_string(),
+            ));
+        }
         let database = std::env::temp_dir().join(format!("bench-{}-sink.sqlite", self.run_id));
         if sqlite_sink {
             env.push(("OFFSET_TRACKING__TRACKER__STORE", "sqlite".to_owned()));
@@ -243,6 +281,7 @@ mod tests {
                 store_errors: 0,
                 reconnects: 0,
                 marker,
+                ..PartitionSummary::default()
             }],
         }
     }

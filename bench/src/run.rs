@@ -13,11 +13,13 @@ use shared::connection;
 use shared::offset_spec::show_offset as show;
 
 use crate::cli::Cli;
-use crate::ours::Ours;
+use crate::ours::{ConsumerRow, Ours};
 use crate::raw::{self, Tutorial};
 use crate::row::{report, Measured};
 use crate::rss::Probe;
-use crate::summary::BenchSummary;
+use crate::sub_entries::{self, PER_BATCH};
+use crate::summary::{BenchSummary, CREDITS};
+use testkit::peer::sub_entries::Compression;
 
 /// `store_every_messages` of the tutorial's pattern and of our first consumer row.
 const EVERY_10: u64 = 10;
@@ -109,7 +111,10 @@ impl Bench {
         // ours with the SQLite sink, raw.
         let raw_consume_1 = raw::consume(&self.environment, &main_stream, n, None).await?;
         report("consume", "raw #1: no stores", &raw_consume_1);
-        let ours_10 = self.ours.consumer(&main_stream, n, EVERY_10, false).await?;
+        let ours_10 = self
+            .ours
+            .consumer(&main_stream, n, &ConsumerRow::every("every", EVERY_10))
+            .await?;
         report("consume", "ours: store_every_messages=10", &ours_10);
         let tutorial = Tutorial {
             name: format!("bench-{}-tutorial", self.run_id),
@@ -126,29 +131,57 @@ impl Bench {
         report("consume", &label, &tutorial_run);
         let ours_10000 = self
             .ours
-            .consumer(&main_stream, n, EVERY_10000, false)
+            .consumer(&main_stream, n, &ConsumerRow::every("every", EVERY_10000))
             .await?;
         report("consume", "ours: store_every_messages=10000", &ours_10000);
-        let ours_sink = self
-            .ours
-            .consumer(&main_stream, n, EVERY_10000, true)
-            .await?;
+        let sink_row = ConsumerRow {
+            sqlite_sink: true,
+            ..ConsumerRow::every("sink", EVERY_10000)
+        };
+        let ours_sink = self.ours.consumer(&main_stream, n, &sink_row).await?;
         report(
             "consume",
             "ours: SQLite sink (a transaction per batch)",
             &ours_sink,
         );
+        // Flow control: our consumer at each number of initial credits, between the raw rows.
+        let mut credit_rows = Vec::new();
+        if !cli.no_credit_rows {
+            for credits in CREDITS {
+                let row = ConsumerRow {
+                    initial_credits: Some(credits),
+                    ..ConsumerRow::every("credits", EVERY_10000)
+                };
+                let run = self.ours.consumer(&main_stream, n, &row).await?;
+                let label =
+                    format!("ours: initial_credits={credits}, store_every_messages={EVERY_10000}");
+                report("consume", &label, &run);
+                credit_rows.push((credits, run));
+            }
+        }
         let raw_consume_2 = raw::consume(&self.environment, &main_stream, n, None).await?;
         report("consume", "raw #2: no stores", &raw_consume_2);
 
-        // 3. Peak RSS on a large wave.
+        // 3. Sub-entries: the same wave written as sub-entry batches, consumed by our consumer
+        // between two runs of it on the plain wave.
+        let sub_entry_rows = if cli.no_sub_entry_rows {
+            None
+        } else {
+            Some(self.sub_entry_rows(&main_stream, n).await?)
+        };
+
+        // 4. Peak RSS on a large wave.
         let wave = if cli.rss_messages > 0 {
             let stream = self.create_stream("rss").await?;
             let producer = self.ours.producer(&stream, cli.rss_messages).await?;
             report("rss wave", "ours: producer binary", &producer);
             let consumer = self
                 .ours
-                .consumer(&stream, cli.rss_messages, EVERY_10, false)
+                .consumer(
+                    &stream,
+                    cli.rss_messages,
+                    &ConsumerRow::every("rss", EVERY_10),
+                )
                 .await?;
             report(
                 "rss wave",
@@ -162,7 +195,14 @@ impl Bench {
 
         let raw_publish_rate = mean(raw_publish_1.rate, raw_publish_2.rate);
         let raw_consume_rate = mean(raw_consume_1.rate, raw_consume_2.rate);
+        let credit_ratios = credit_rows
+            .iter()
+            .map(|(credits, run)| (*credits, run.rate / raw_consume_rate))
+            .collect();
         let summary = BenchSummary {
+            credits_vs_raw: credit_ratios,
+            subentry_none_vs_plain: sub_entry_rows.map(|r| r.none_vs_plain),
+            subentry_zstd_vs_plain: sub_entry_rows.map(|r| r.zstd_vs_plain),
             rss_messages: cli.rss_messages,
             producer_vs_raw: ours_publish.rate / raw_publish_rate,
             consumer10_vs_raw: ours_10.rate / raw_consume_rate,
@@ -190,6 +230,53 @@ impl Bench {
         );
         summary.print_targets();
         Ok(summary)
+    }
+
+    /// The sub-entry rows: publishes `n` messages as sub-entry batches (uncompressed, then zstd)
+    /// on fresh streams, then runs our consumer on the plain stream `plain`, on each sub-entry
+    /// stream, and on the plain stream again; the ratios are to the mean of the two plain runs.
+    async fn sub_entry_rows(&self, plain: &str, n: u64) -> Result<SubEntryRatios> {
+        let mut streams = Vec::new();
+        for (label, codec) in [
+            ("sub-none", Compression::None),
+            ("sub-zstd", Compression::Zstd),
+        ] {
+            let stream = self.create_stream(label).await?;
+            let published = sub_entries::publish(&self.broker, &stream, n, codec).await?;
+            let what = format!("testkit writer: sub-entries of {PER_BATCH}, {codec}");
+            report("publish", &what, &published);
+            streams.push(stream);
+        }
+        let row = |label| ConsumerRow::every(label, EVERY_10000);
+        let plain_1 = self.ours.consumer(plain, n, &row("plain1")).await?;
+        report(
+            "consume",
+            &format!("ours: plain wave #1, store_every_messages={EVERY_10000}"),
+            &plain_1,
+        );
+        let mut rates = Vec::new();
+        for (stream, codec) in streams.iter().zip([Compression::None, Compression::Zstd]) {
+            let run = self.ours.consumer(stream, n, &row("sub")).await?;
+            let what = format!(
+                "ours: sub-entries of {PER_BATCH}, {codec}, store_every_messages={EVERY_10000}"
+            );
+            report("consume", &what, &run);
+            rates.push(run.rate);
+        }
+        let plain_2 = self.ours.consumer(plain, n, &row("plain2")).await?;
+        report(
+            "consume",
+            &format!("ours: plain wave #2, store_every_messages={EVERY_10000}"),
+            &plain_2,
+        );
+        let plain_rate = mean(plain_1.rate, plain_2.rate);
+        println!(
+            "sub-entry rows: our consumer on the plain wave (mean of #1, #2) {plain_rate:.0} msg/s"
+        );
+        Ok(SubEntryRatios {
+            none_vs_plain: rates[0] / plain_rate,
+            zstd_vs_plain: rates[1] / plain_rate,
+        })
     }
 
     /// Creates a fresh stream named after the run and `label`, and remembers it for deletion.
@@ -222,6 +309,13 @@ impl Bench {
             }
         }
     }
+}
+
+/// Our consumer's rate on a sub-entry wave against its rate on the plain wave of the same size.
+#[derive(Debug, Clone, Copy)]
+struct SubEntryRatios {
+    none_vs_plain: f64,
+    zstd_vs_plain: f64,
 }
 
 /// The stores line of our consumer's row at `store_every_messages = every` on `n` messages:

@@ -1,5 +1,6 @@
-//! The end of the output: one line per target of issues #5 and #9 (met or missed), and the final
-//! `bench summary:` line of ratios, stores and peak RSS figures.
+//! The end of the output: one line per target of issues #5, #9 and #15 (met or missed), the
+//! initial-credit ratios, and the final `bench summary:` line of ratios, stores and peak RSS
+//! figures.
 
 use std::fmt;
 
@@ -12,6 +13,11 @@ const TARGET_TUTORIAL_RATIO: f64 = 50.0;
 /// Issue #9: the SQLite sink against raw consuming with no stores.
 const TARGET_SINK_RATIO: f64 = 0.5;
 const TARGET_PEAK_RSS_MIB: f64 = 64.0;
+/// Issue #15: our consumer on a wave written as sub-entries against the same on plain entries.
+const TARGET_SUB_ENTRY_RATIO: f64 = 0.9;
+
+/// The `consumer.initial_credits` values of the flow-control rows (issue #15).
+pub(crate) const CREDITS: [u16; 4] = [1, 2, 4, 10];
 
 /// The ratios and figures of the last line.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +32,13 @@ pub(crate) struct BenchSummary {
     pub(crate) stores_10000: u64,
     pub(crate) peak_rss_producer_kib: Option<u64>,
     pub(crate) peak_rss_consumer_kib: Option<u64>,
+    /// Our consumer at each `consumer.initial_credits` of [`CREDITS`] against the raw reference
+    /// consume rate; empty when those rows were skipped.
+    pub(crate) credits_vs_raw: Vec<(u16, f64)>,
+    /// Our consumer on the uncompressed sub-entry wave against the plain wave (skipped: `None`).
+    pub(crate) subentry_none_vs_plain: Option<f64>,
+    /// The same on the zstd sub-entry wave.
+    pub(crate) subentry_zstd_vs_plain: Option<f64>,
 }
 
 impl BenchSummary {
@@ -52,6 +65,33 @@ impl BenchSummary {
             self.consumer10_vs_tutorial,
             verdict(self.consumer10_vs_tutorial >= TARGET_TUTORIAL_RATIO)
         );
+        for (codec, ratio) in [
+            ("none", self.subentry_none_vs_plain),
+            ("zstd", self.subentry_zstd_vs_plain),
+        ] {
+            match ratio {
+                Some(ratio) => println!(
+                    "target subentry_{codec}/plain >= {TARGET_SUB_ENTRY_RATIO}: {ratio:.2} {}",
+                    verdict(ratio >= TARGET_SUB_ENTRY_RATIO)
+                ),
+                None => println!("target subentry_{codec}/plain: not measured"),
+            }
+        }
+        if let Some((best, _)) = self
+            .credits_vs_raw
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            let ratios: Vec<String> = self
+                .credits_vs_raw
+                .iter()
+                .map(|(credits, ratio)| format!("{credits} → {ratio:.2}"))
+                .collect();
+            println!(
+                "initial credits against raw consuming: {}; fastest here: {best}",
+                ratios.join(", ")
+            );
+        }
         for (who, kib) in [
             ("producer", self.peak_rss_producer_kib),
             ("consumer", self.peak_rss_consumer_kib),
@@ -75,11 +115,20 @@ impl fmt::Display for BenchSummary {
         let rss = |kib: Option<u64>| {
             kib.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1}MiB", mib(k)))
         };
+        let ratio = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"));
+        let credits: Vec<String> = CREDITS
+            .iter()
+            .map(|c| {
+                let found = self.credits_vs_raw.iter().find(|(k, _)| k == c);
+                format!("consumer@credits{c}/raw={}", ratio(found.map(|(_, r)| *r)))
+            })
+            .collect();
         write!(
             f,
             "bench summary: producer/raw={:.2} consumer@10/raw={:.2} consumer@10/tutorial={:.0} \
              consumer@10000/raw={:.2} sqlite_sink/raw={:.2} stores@10={} stores@10000={} \
-             peak_rss_producer={} peak_rss_consumer={} rss_messages={}",
+             peak_rss_producer={} peak_rss_consumer={} rss_messages={} {} subentry_none/plain={} \
+             subentry_zstd/plain={}",
             self.producer_vs_raw,
             self.consumer10_vs_raw,
             self.consumer10_vs_tutorial,
@@ -90,6 +139,9 @@ impl fmt::Display for BenchSummary {
             rss(self.peak_rss_producer_kib),
             rss(self.peak_rss_consumer_kib),
             self.rss_messages,
+            credits.join(" "),
+            ratio(self.subentry_none_vs_plain),
+            ratio(self.subentry_zstd_vs_plain),
         )
     }
 }
@@ -111,12 +163,17 @@ mod tests {
             stores_10000: 101,
             peak_rss_producer_kib: Some(16 * 1024),
             peak_rss_consumer_kib: None,
+            credits_vs_raw: vec![(1, 0.5), (2, 0.61), (4, 0.7), (10, 0.75)],
+            subentry_none_vs_plain: Some(0.97),
+            subentry_zstd_vs_plain: None,
         };
         assert_eq!(
             summary.to_string(),
             "bench summary: producer/raw=0.95 consumer@10/raw=0.81 consumer@10/tutorial=62 \
              consumer@10000/raw=0.97 sqlite_sink/raw=0.55 stores@10=9500 stores@10000=101 \
-             peak_rss_producer=16.0MiB peak_rss_consumer=n/a rss_messages=10000000"
+             peak_rss_producer=16.0MiB peak_rss_consumer=n/a rss_messages=10000000 \
+             consumer@credits1/raw=0.50 consumer@credits2/raw=0.61 consumer@credits4/raw=0.70 \
+             consumer@credits10/raw=0.75 subentry_none/plain=0.97 subentry_zstd/plain=n/a"
         );
     }
 }

@@ -8,7 +8,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw_publisher::{amqp, RawPublisher};
 use common::{connect_options, read_records, subscribe, TestStream};
 use delivery::{
     CloseReason, Compression, ConnectOptions, DeliveryError, Event, ResponseCode, StartAt,
@@ -16,6 +15,9 @@ use delivery::{
 };
 use futures::StreamExt;
 use rabbitmq_stream_client::types::OffsetSpecification;
+use testkit::peer::batches;
+use testkit::peer::rstream::{self, RstreamCodec};
+use testkit::peer::sub_entries::{amqp, SubEntryPublisher};
 
 fn expected(prefix: &str, range: std::ops::Range<u64>) -> Vec<(u64, String)> {
     range.map(|i| (i, format!("{prefix}{i}"))).collect()
@@ -64,11 +66,13 @@ async fn sub_entries_of_every_codec_from_our_writer_are_read_back_exactly() {
             let batches: Vec<Vec<Vec<u8>>> = (0..20u64)
                 .map(|b| {
                     (0..100u64)
-                        .map(|i| amqp(&format!("v{}", 3 + b * 100 + i)))
+                        .map(|i| amqp(format!("v{}", 3 + b * 100 + i).as_bytes()))
                         .collect()
                 })
                 .collect();
-            RawPublisher::connect(&name).publish_sub_entries(codec, &batches);
+            let mut publisher = SubEntryPublisher::connect(&name).unwrap();
+            publisher.publish_sub_entries(codec, &batches).unwrap();
+            publisher.close().unwrap();
         })
         .await
         .unwrap();
@@ -88,8 +92,10 @@ async fn sub_entries_written_by_python_rstream_are_read_back_exactly() {
     let stream = TestStream::new("rstream").await;
     let name = stream.name.clone();
     tokio::task::spawn_blocking(move || {
-        common::rstream::publish(&name, "none", 10, 50, "none-");
-        common::rstream::publish(&name, "gzip", 10, 50, "gzip-");
+        let bodies =
+            |prefix: &'static str| (0..500).map(move |i| format!("{prefix}{i}").into_bytes());
+        rstream::publish(&name, RstreamCodec::None, &batches(bodies("none-"), 50));
+        rstream::publish(&name, RstreamCodec::Gzip, &batches(bodies("gzip-"), 50));
     })
     .await
     .unwrap();

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::raw_publisher::{amqp, RawPublisher};
 use common::TestStream;
 use delivery::{Compression, Event, StartAt, SubscribeOptions, Subscription};
 use futures::StreamExt;
 use rabbitmq_stream_client::types::{Message, OffsetSpecification};
+use testkit::peer::sub_entries::{amqp, SubEntryPublisher};
 
 const ROUNDS: usize = 3;
 
@@ -171,20 +171,21 @@ async fn throughput_sub_entries_of_100() {
         let name = stream.name.clone();
         let t = Instant::now();
         tokio::task::spawn_blocking(move || {
-            let mut publisher = RawPublisher::connect(&name);
+            let mut publisher = SubEntryPublisher::connect(&name).unwrap();
             let per_call = 1000u64; // batches of 100 per call
             let mut next = 0u64;
             while next < n {
                 let batches: Vec<Vec<Vec<u8>>> = (0..per_call)
                     .map(|b| {
                         (0..100)
-                            .map(|i| amqp(&format!("hello{}", next + b * 100 + i)))
+                            .map(|i| amqp(format!("hello{}", next + b * 100 + i).as_bytes()))
                             .collect()
                     })
                     .collect();
-                publisher.publish_sub_entries(codec, &batches);
+                publisher.publish_sub_entries(codec, &batches).unwrap();
                 next += per_call * 100;
             }
+            publisher.close().unwrap();
         })
         .await
         .unwrap();

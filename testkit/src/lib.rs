@@ -1,5 +1,5 @@
-//! The workspace's integration-test kit, a dev-dependency only (never published, never in a
-//! binary): tests run against a real RabbitMQ — the local broker of `scripts/broker.sh up` or the
+//! The workspace's integration-test kit, a dev-dependency (never published, never in a shipped
+//! binary; the `bench` measuring tool uses its sub-entry writer): tests run against a real RabbitMQ — the local broker of `scripts/broker.sh up` or the
 //! 3-node cluster of `scripts/cluster.sh up` — and fail loudly, saying how to start it, when it is
 //! not there. They never skip.
 //!
@@ -14,10 +14,14 @@
 //! | [`process`] | our binaries: building and locating them, running them under a deadline, [`process::Running`] in the background, kill loops, their output |
 //! | [`proxy`] | [`proxy::StoreCountingProxy`], counting the offset stores that cross the wire |
 //! | [`summary`] | a run's typed summary ([`shared::summary::RunSummary`]) from its output |
+//! | [`peer`] | writers of sub-entry batches: [`peer::sub_entries::SubEntryPublisher`] (ours, every codec, unknown codec codes) and Python `rstream` ([`peer::rstream`]) |
+//! | [`oracle`] | reading a stream back with the `delivery` crate's subscription (the raw client panics on sub-entries) |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod broker;
 pub mod cluster;
+pub mod oracle;
+pub mod peer;
 pub mod process;
 pub mod proxy;
 pub mod streams;

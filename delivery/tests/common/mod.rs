@@ -1,10 +1,7 @@
 //! Helpers of the integration tests: the real broker (fail loudly if it is not there), unique
-//! streams deleted at the end, plain publishing with rabbitmq-stream-client, a sub-entry writer of
-//! our own (`raw_publisher`) and Python `rstream` as an independent peer (`rstream`).
+//! streams deleted at the end, plain publishing with rabbitmq-stream-client. The sub-entry writers
+//! (our own, and Python `rstream` as an independent peer) are testkit's (`testkit::peer`).
 #![allow(dead_code)]
-
-pub mod raw_publisher;
-pub mod rstream;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
