@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use rabbitmq_stream_protocol::commands::{
@@ -221,7 +222,7 @@ impl Subscription {
                 })
             }
         };
-        let (events_tx, events) = mpsc::channel(usize::from(subscribe.initial_credits) + 8);
+        let (events_tx, events) = mpsc::channel(DECODED_AHEAD);
         let (control, control_rx) = mpsc::unbounded_channel();
         let trim_below = match subscribe.offset {
             StartAt::Offset(n) => Some(n),
@@ -373,6 +374,27 @@ impl Stream for Subscription {
     }
 }
 
+/// Decodes a delivered chunk for the caller: records below the requested start removed (until a
+/// chunk passes it); `None` when nothing is left for the caller (a tracking chunk, or records
+/// all below the start), whose credit goes straight back.
+fn for_caller(
+    bytes: Bytes,
+    trim_below: &mut Option<u64>,
+    stream: &str,
+) -> Result<Option<Chunk>, DeliveryError> {
+    let mut chunk = decode_chunk(bytes).map_err(|source| DeliveryError::Decode {
+        stream: stream.to_owned(),
+        source,
+    })?;
+    if let Some(start) = *trim_below {
+        chunk.records.retain(|r| r.offset >= start);
+        if chunk.next_offset() > start {
+            *trim_below = None;
+        }
+    }
+    Ok((chunk.kind == ChunkKind::User && !chunk.records.is_empty()).then_some(chunk))
+}
+
 fn panicked(stream: &str, e: tokio::task::JoinError) -> DeliveryError {
     let message = if e.is_panic() {
         let payload = e.into_panic();
@@ -425,16 +447,32 @@ enum Wake {
     Reply(u32, StartAt),
     Tick,
     Frame(std::io::Result<Option<bytes::Bytes>>),
+    /// A chunk held nothing for the caller: give its credit back.
+    CreditBack,
 }
 
 type Reply = Pin<Box<dyn Future<Output = (u32, StartAt)> + Send>>;
+
+/// Chunks decoded ahead of the caller, at most. A chunk stays raw bytes until there is room: a
+/// chunk of another client's sub-entries can hold tens of thousands of messages, and decoded
+/// messages take several times the room of their bytes, so decoding every chunk the credits
+/// let in would grow memory with the credits times the chunk size.
+const DECODED_AHEAD: usize = 2;
+
+/// What waits in the task for room in the channel.
+enum Pending {
+    /// A chunk as it arrived, decoded when it is handed over.
+    Raw(Bytes),
+    /// An event ready to hand over.
+    Ready(Event),
+}
 
 /// The task that owns the connection.
 struct Pump {
     conn: Connection,
     events: mpsc::Sender<Event>,
-    /// Events waiting for room in the channel (bounded by the credits plus a few updates).
-    outbox: VecDeque<Event>,
+    /// What waits for room in the channel: raw chunks (bounded by the credits) and updates.
+    outbox: VecDeque<Pending>,
     control: mpsc::UnboundedReceiver<Control>,
     /// Single-active-consumer answers the caller has not given yet.
     replies: FuturesUnordered<Reply>,
@@ -459,12 +497,23 @@ impl Pump {
                 biased;
                 control = self.control.recv() => Wake::Control(control),
                 permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
-                    Ok(permit) => {
-                        if let Some(event) = self.outbox.pop_front() {
+                    Ok(permit) => match self.outbox.pop_front() {
+                        Some(Pending::Ready(event)) => {
                             permit.send(event);
+                            continue;
                         }
-                        continue;
-                    }
+                        Some(Pending::Raw(bytes)) => {
+                            match for_caller(bytes, &mut self.trim_below, &self.conn.stream)? {
+                                Some(chunk) => {
+                                    permit.send(Event::Chunk(chunk));
+                                    continue;
+                                }
+                                // Nothing for the caller: its credit goes straight back.
+                                None => Wake::CreditBack,
+                            }
+                        }
+                        None => continue,
+                    },
                     // The Subscription is gone.
                     Err(_) => return Ok(Ending::Client),
                 },
@@ -475,6 +524,10 @@ impl Pump {
                 frame = self.conn.reader.next() => Wake::Frame(frame),
             };
             match wake {
+                Wake::CreditBack => {
+                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, 1)))
+                        .await?;
+                }
                 Wake::Control(Some(Control::Credit(n))) => {
                     self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, n)))
                         .await?;
@@ -500,7 +553,7 @@ impl Pump {
                     self.last_read = Instant::now();
                     let incoming = frame::parse(frame).map_err(|d| self.conn.protocol(d))?;
                     if let Some(ending) = self.on_frame(incoming).await? {
-                        self.drain().await;
+                        self.drain().await?;
                         return Ok(ending);
                     }
                 }
@@ -520,29 +573,13 @@ impl Pump {
                         "a chunk for unknown subscription {subscription_id}"
                     )));
                 }
-                let mut chunk = decode_chunk(chunk).map_err(|source| DeliveryError::Decode {
-                    stream: self.conn.stream.clone(),
-                    source,
-                })?;
-                if let Some(start) = self.trim_below {
-                    chunk.records.retain(|r| r.offset >= start);
-                    if chunk.next_offset() > start {
-                        self.trim_below = None;
-                    }
-                }
-                if chunk.kind != ChunkKind::User || chunk.records.is_empty() {
-                    // Nothing for the caller: credit it back now.
-                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, 1)))
-                        .await?;
-                } else {
-                    self.outbox.push_back(Event::Chunk(chunk));
-                }
+                self.outbox.push_back(Pending::Raw(chunk));
             }
             Incoming::Heartbeat => {}
             Incoming::MetadataUpdate { code, stream } => {
                 if stream == self.conn.stream {
                     self.outbox
-                        .push_back(Event::MetadataUpdate { stream, code });
+                        .push_back(Pending::Ready(Event::MetadataUpdate { stream, code }));
                     // The broker dropped the subscription: close the connection politely.
                     let id = self.conn.correlation_id();
                     let _ = self
@@ -585,7 +622,7 @@ impl Pump {
                 }
                 let (reply, answer) = oneshot::channel();
                 self.outbox
-                    .push_back(Event::ConsumerUpdate { active, reply });
+                    .push_back(Pending::Ready(Event::ConsumerUpdate { active, reply }));
                 self.replies.push(Box::pin(async move {
                     (correlation_id, answer.await.unwrap_or(StartAt::Next))
                 }));
@@ -671,13 +708,24 @@ impl Pump {
         }
     }
 
-    /// Hands the remaining events to the caller (it may be slow; it may be gone).
-    async fn drain(&mut self) {
-        while let Some(event) = self.outbox.pop_front() {
+    /// Hands the remaining events to the caller (it may be slow; it may be gone); a chunk that
+    /// does not decode ends it with the error, after what came before.
+    async fn drain(&mut self) -> Result<(), DeliveryError> {
+        while let Some(pending) = self.outbox.pop_front() {
+            let event = match pending {
+                Pending::Ready(event) => event,
+                Pending::Raw(bytes) => {
+                    match for_caller(bytes, &mut self.trim_below, &self.conn.stream)? {
+                        Some(chunk) => Event::Chunk(chunk),
+                        None => continue,
+                    }
+                }
+            };
             if self.events.send(event).await.is_err() {
-                return;
+                return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Unsubscribe, then Close, waiting for both answers (the caller bounds the time).
