@@ -453,11 +453,12 @@ enum Wake {
 
 type Reply = Pin<Box<dyn Future<Output = (u32, StartAt)> + Send>>;
 
-/// Chunks decoded ahead of the caller, at most. A chunk stays raw bytes until there is room: a
+/// Chunks decoded ahead of the caller, at most (measured on a 1 M-message wave of sub-entries in
+/// ~35 k-message chunks: peak RSS 194 MiB with 2, 134 MiB with 1, at the same rate). A chunk stays raw bytes until there is room: a
 /// chunk of another client's sub-entries can hold tens of thousands of messages, and decoded
 /// messages take several times the room of their bytes, so decoding every chunk the credits
 /// let in would grow memory with the credits times the chunk size.
-const DECODED_AHEAD: usize = 2;
+const DECODED_AHEAD: usize = 1;
 
 /// What waits in the task for room in the channel.
 enum Pending {
