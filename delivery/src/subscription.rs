@@ -598,14 +598,7 @@ impl Pump {
                 code,
                 reason,
             } => {
-                let mut answer = correlation_id.to_be_bytes().to_vec();
-                answer.extend_from_slice(&1u16.to_be_bytes());
-                let _ = self
-                    .write(Ok(frame::raw_frame(
-                        frame::key::RESPONSE | frame::key::CLOSE,
-                        &answer,
-                    )))
-                    .await;
+                self.answer_close(correlation_id).await;
                 return Ok(Some(Ending::Broker(CloseReason::Broker {
                     code,
                     text: reason,
@@ -709,6 +702,19 @@ impl Pump {
         }
     }
 
+    /// Answers the broker's Close (code OK); the connection ends either way, so a failed write
+    /// changes nothing.
+    async fn answer_close(&mut self, correlation_id: u32) {
+        let mut answer = correlation_id.to_be_bytes().to_vec();
+        answer.extend_from_slice(&1u16.to_be_bytes());
+        let _ = self
+            .write(Ok(frame::raw_frame(
+                frame::key::RESPONSE | frame::key::CLOSE,
+                &answer,
+            )))
+            .await;
+    }
+
     /// Hands the remaining events to the caller (it may be slow; it may be gone); a chunk that
     /// does not decode ends it with the error, after what came before.
     async fn drain(&mut self) -> Result<(), DeliveryError> {
@@ -758,14 +764,7 @@ impl Pump {
                 } if k == key && correlation_id == id => return Ok(()),
                 // The broker closes first: answer and stop.
                 Incoming::Close { correlation_id, .. } => {
-                    let mut answer = correlation_id.to_be_bytes().to_vec();
-                    answer.extend_from_slice(&1u16.to_be_bytes());
-                    let _ = self
-                        .write(Ok(frame::raw_frame(
-                            frame::key::RESPONSE | frame::key::CLOSE,
-                            &answer,
-                        )))
-                        .await;
+                    self.answer_close(correlation_id).await;
                     return Ok(());
                 }
                 _ => {}
