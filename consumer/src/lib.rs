@@ -195,12 +195,7 @@ where
 
     // Consumers read on connections of their own (the `delivery` crate); the environment only
     // made sure the streams exist.
-    let tls = settings
-        .broker
-        .tls
-        .as_ref()
-        .map(connection::rustls_client_config)
-        .transpose()?;
+    let tls = connection::rustls_client_config_of(&settings.broker)?;
     let mut prepared = Vec::with_capacity(streams.len());
     for stream in &streams {
         prepared.push(prepare(settings, tls.clone(), stream, partitioned, replay).await?);

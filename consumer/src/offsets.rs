@@ -75,12 +75,7 @@ impl Admin {
         };
         Ok(Self {
             reader_broker: settings.broker.clone(),
-            reader_tls: settings
-                .broker
-                .tls
-                .as_ref()
-                .map(connection::rustls_client_config)
-                .transpose()?,
+            reader_tls: connection::rustls_client_config_of(&settings.broker)?,
             client,
             streams,
             consumer: settings.consumer.name.clone(),

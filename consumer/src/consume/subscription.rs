@@ -90,25 +90,24 @@ impl Subscription {
 
     /// Opens `options` on the first of the stream's nodes that takes it.
     async fn open(&self, options: SubscribeOptions, connection_name: &str) -> Result<Subscribed> {
-        let reader = Reader {
-            broker: &self.broker,
-            tls: self.tls.clone(),
-            spread: spread(&self.name, &self.stream),
-        };
-        reader.open(options, connection_name).await
+        self.reader().open(options, connection_name).await
     }
 
     /// The offset of the stream's last message, read on a subscription of its own; `None` for a
     /// stream without messages (nothing within `wait`).
     pub(crate) async fn stream_end(&self, wait: Duration) -> Result<Option<u64>> {
-        let reader = Reader {
+        self.reader()
+            .delivered_offset(&self.stream, OffsetSpec::Last, true, wait)
+            .await
+    }
+
+    /// Opens subscriptions as this consumer: its broker, TLS and replica preference.
+    fn reader(&self) -> Reader<'_> {
+        Reader {
             broker: &self.broker,
             tls: self.tls.clone(),
             spread: spread(&self.name, &self.stream),
-        };
-        reader
-            .delivered_offset(&self.stream, OffsetSpec::Last, true, wait)
-            .await
+        }
     }
 
     /// "partition s-0: " on a super stream, nothing on a plain stream.

@@ -27,7 +27,9 @@ pub use streams::{
     ensure_stream, partitions, quorum_lost, stream_exists, stream_members, stream_state, Members,
     StreamState, NO_LEADER,
 };
-pub use tls::{describe_tls_error, rustls_client_config, tls_configuration, tls_error};
+pub use tls::{
+    describe_tls_error, rustls_client_config, rustls_client_config_of, tls_configuration, tls_error,
+};
 
 /// How long closing a connection, a producer or a subscription may take before we stop waiting
 /// for the broker.

@@ -124,6 +124,13 @@ pub fn describe_tls_connect_error(
     }
 }
 
+/// [`rustls_client_config`] of `[broker.tls]` when it is set: TLS for connections of our own.
+pub fn rustls_client_config_of(
+    broker: &crate::config::BrokerSettings,
+) -> Result<Option<Arc<ClientConfig>>> {
+    broker.tls.as_ref().map(rustls_client_config).transpose()
+}
+
 /// The rustls configuration for `[broker.tls]`, for connections of our own (the consumer's
 /// delivery path): the CA file's roots (or, with `trust_everything`, no verification at all,
 /// with the same warning as [`tls_configuration`]) and the client certificate when given.
