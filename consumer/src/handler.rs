@@ -7,10 +7,11 @@
 //! since the last store again. Make effects idempotent, or keep them and the offset in one
 //! transaction of your own.
 //!
-//! A handler runs on the consumer's actor thread: it must not block for long (do slow work on
-//! another task and report a batch processed only when that work is done, or accept that a crash
-//! repeats it).
+//! A [`Handler`] runs on the consumer's actor thread, a batch at a time: it must not block for
+//! long. Work that waits (a database, an HTTP call) belongs in an [`AsyncHandler`], which the
+//! consumer runs many at once, storing only what finished.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use delivery::Message;
@@ -86,6 +87,33 @@ pub trait Handler: Unpin + 'static {
 
     /// Called once after [`Handler::handle`] asked to stop, before the final store.
     fn stopped(&mut self) {}
+}
+
+/// What an [`AsyncHandler`] says after a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop consuming after this delivery: what comes before it in the stream still runs, nothing
+    /// after it starts; what runs finishes (within `processing.drain_timeout`), the finished
+    /// prefix is stored, the run ends.
+    Stop,
+}
+
+/// Processes one delivery; the consumer runs up to `processing.max_in_flight` of them at once,
+/// in the order `processing.ordering` asks (see the README's "Processing in parallel").
+///
+/// A delivery counts as processed when — and only when — the future `handle` returned finishes
+/// with `Ok`: there is no other way to mark it done. The tracker stores only the finished
+/// prefix: the newest offset below which every delivery finished, whatever order they finished
+/// in. An `Err` or a panic ends the run with that error, and nothing from that delivery on is
+/// stored; after a crash, the consumer resumes right after the stored prefix, so work that
+/// finished beyond it runs again: make effects idempotent.
+///
+/// For CPU-only work, the synchronous [`Handler`] is simpler and processes whole batches.
+pub trait AsyncHandler: Send + Sync + 'static {
+    /// Processes `delivery`.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<Flow>> + Send;
 }
 
 /// The tutorial's consumer: prints `First message received` on the first message and, when a

@@ -1,7 +1,8 @@
 //! The consumer as a library: [`run`] consumes a stream — or every partition of a super stream —
 //! with [`Handler`]s of yours, a tracker per partition storing what the handler reports
 //! processed. The `consumer` binary is [`run`] with the tutorial's [`TutorialHandler`];
-//! `examples/custom_handler.rs` shows a handler of one's own.
+//! `examples/custom_handler.rs` shows a handler of one's own; [`run_async`] runs an
+//! [`AsyncHandler`] on many deliveries at once (`examples/io_handler.rs`).
 //!
 //! ```no_run
 //! use consumer::{Delivery, Handled, Handler};
@@ -28,19 +29,23 @@
 //!
 //! | file | what lives there |
 //! |---|---|
-//! | `lib.rs` | [`run`]: per partition, the resume rule, a subscription, a tracker, a consumer actor; the [`Report`] |
-//! | `handler.rs` | the [`Handler`] trait and [`TutorialHandler`] |
+//! | `lib.rs` | [`run`], [`run_async`]: per partition, the resume rule, a subscription, a tracker, a consumer actor; the [`Report`] |
+//! | `handler.rs` | the [`Handler`] and [`AsyncHandler`] traits, and [`TutorialHandler`] |
 //! | `sqlite_sink.rs` | [`SqliteSink`]: messages and their offset in one SQLite transaction |
 //! | `consume/actor.rs` | the consumer actor: batches to the handler, reports to the tracker, the crash bound, resubscribing, the final flush |
 //! | `consume/subscription.rs` | where to attach, subscribing a named consumer |
 //! | `consume/group.rs` | consumer groups: the broker's updates, handover stores |
 //! | `consume/health.rs` | lag sampling and the idle stream check |
+//! | `processing/stage.rs` | the parallel stage: an [`AsyncHandler`] on many deliveries at once, reporting only the finished prefix |
+//! | `processing/window.rs`, `keys.rs`, `key.rs` | the finished prefix; one delivery per key at a time; where a key comes from |
+//! | `processing/contain.rs` | a handler's panic becomes the run's error |
 //! | `offsets.rs` | `consumer offsets show/set`: a consumer's stored offset beside the stream's bounds, or a new one |
 //! | `main.rs` | the `consumer` binary: flags, signals, the summary |
 
 mod consume;
 mod handler;
 pub mod offsets;
+mod processing;
 mod sqlite_sink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,17 +60,23 @@ use shared::progress::{self, Reporter};
 use shared::summary::{PartitionSummary, RunSummary};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracker::{BrokerStore, Close, GetStats, OffsetStore, Tracker, TrackerStats};
+use tracker::{BrokerStore, Close, GetStats, OffsetStore, Tracker, TrackerClient, TrackerStats};
 use tracker::{Database, SqliteThenBroker};
 
-use consume::{start_position, ConsumerActor, Group, Subscribed, Subscription, TrackerLink};
+use consume::{
+    start_position, ConsumerActor, Group, Processing, Subscribed, Subscription, TrackerLink,
+    MAX_BATCH,
+};
+use processing::Stage;
 
 pub use consume::Outcome;
-pub use handler::{Delivery, Handled, Handler, Message, TutorialHandler};
+pub use handler::{AsyncHandler, Delivery, Flow, Handled, Handler, Message, TutorialHandler};
+pub use processing::panic_is_contained;
 pub use sqlite_sink::SqliteSink;
 
 /// A started tracker, as its users see it.
 struct TrackerHandles {
+    client: TrackerClient,
     link: TrackerLink,
     stats: Recipient<GetStats>,
     close: Recipient<Close>,
@@ -80,12 +91,24 @@ fn start_tracker<S: OffsetStore>(
     let tracker = Tracker::new(stream, store, settings, already_stored);
     let stored = tracker.stored_progress();
     let tracker = tracker.start();
+    // The crash bound: processed beyond the last store, at most the count trigger plus a batch.
+    let bound = (settings.store_every_messages != 0).then(|| {
+        settings
+            .store_every_messages
+            .saturating_add(MAX_BATCH as u64)
+    });
+    let client = TrackerClient::new(
+        tracker.clone().recipient(),
+        tracker.clone().recipient(),
+        stored.clone(),
+        bound,
+    );
     TrackerHandles {
         link: TrackerLink {
-            processed: tracker.clone().recipient(),
-            flush: tracker.clone().recipient(),
+            flusher: client.flusher(),
             stored,
         },
+        client,
         stats: tracker.clone().recipient(),
         close: tracker.recipient(),
     }
@@ -176,6 +199,76 @@ where
     H: Handler,
     F: FnMut(Option<&str>) -> Result<H>,
 {
+    if settings.processing.max_in_flight > 1 {
+        tracing::warn!(
+            "processing.max_in_flight = {}: a synchronous handler processes one batch at a time; \
+             only an async handler (consumer::run_async) runs deliveries in parallel",
+            settings.processing.max_in_flight
+        );
+    }
+    run_with(settings, replay, shutdown, |partition| {
+        let handler: Box<dyn Handler> = Box::new(handler_for(partition)?);
+        Ok(
+            Box::new(move |tracker: TrackerClient, _: &str| Processing::Inline { handler, tracker })
+                as StartProcessing,
+        )
+    })
+    .await
+}
+
+/// Like [`run`], with an [`AsyncHandler`] per partition (made by `handler_for`, as in [`run`])
+/// run on up to `processing.max_in_flight` deliveries at once, in the order
+/// `processing.ordering` asks; the tracker stores only the finished prefix (see [`AsyncHandler`]).
+/// A handler asking to stop ([`Flow::Stop`]) ends its partition like the marker: what runs
+/// finishes, the finished prefix is stored.
+pub async fn run_async<A, F>(
+    settings: &Settings,
+    mut handler_for: F,
+    replay: bool,
+    shutdown: CancellationToken,
+) -> Result<Report>
+where
+    A: AsyncHandler,
+    F: FnMut(Option<&str>) -> Result<A>,
+{
+    let processing = settings.processing.clone();
+    if processing.ordering == shared::config::Ordering::Partition && processing.max_in_flight > 1 {
+        tracing::warn!(
+            "processing.max_in_flight = {} with ordering = \"partition\": each partition \
+             processes one delivery at a time; \"key\" or \"unordered\" run them in parallel",
+            processing.max_in_flight
+        );
+    }
+    run_with(settings, replay, shutdown, |partition| {
+        let handler = Arc::new(handler_for(partition)?);
+        let processing = processing.clone();
+        Ok(Box::new(move |tracker: TrackerClient, stream: &str| {
+            Processing::Parallel(Stage::start(
+                handler,
+                &processing,
+                tracker,
+                stream,
+                shared::metrics::ConsumerMetrics::new(stream),
+            ))
+        }) as StartProcessing)
+    })
+    .await
+}
+
+/// Starts a partition's processing once its tracker runs: given the tracker's client and the
+/// stream's name.
+type StartProcessing = Box<dyn FnOnce(TrackerClient, &str) -> Processing>;
+
+/// [`run`] and [`run_async`], whatever processes: `start_for(partition)` says how.
+async fn run_with<F>(
+    settings: &Settings,
+    replay: bool,
+    shutdown: CancellationToken,
+    mut start_for: F,
+) -> Result<Report>
+where
+    F: FnMut(Option<&str>) -> Result<StartProcessing>,
+{
     let name = settings.consumer.name.as_str();
     if let Some(listen) = settings.metrics.listen {
         shared::metrics::serve(listen)?;
@@ -212,7 +305,7 @@ where
     });
     let mut handlers = Vec::with_capacity(prepared.len());
     for partition in &prepared {
-        handlers.push(handler_for(
+        handlers.push(start_for(
             partitioned.then_some(partition.subscription.stream.as_str()),
         )?);
     }
@@ -323,7 +416,6 @@ async fn prepare(
             position
         },
         reconnect_timeout: settings.consumer.reconnect_timeout,
-        store_every_messages: settings.tracker.store_every_messages,
         initial_credits: settings.consumer.initial_credits,
         group,
     };
@@ -360,16 +452,17 @@ async fn prepare(
 
 impl Prepared {
     /// Runs the partition's consumer actor until it stops, then closes its tracker.
-    async fn run<H: Handler>(
+    async fn run(
         self,
-        handler: H,
+        start: StartProcessing,
         count: Option<Arc<AtomicU64>>,
         shutdown: CancellationToken,
     ) -> Result<PartitionReport> {
         let stream = self.subscription.stream.clone();
         let (done_tx, done_rx) = oneshot::channel();
+        let processing = start(self.tracker.client, &stream);
         let actor = ConsumerActor::new(
-            handler,
+            processing,
             self.subscription,
             self.initial,
             self.tracker.link,

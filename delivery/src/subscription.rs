@@ -625,6 +625,15 @@ impl Pump {
                 code,
                 subscription_id,
             } => {
+                if matches!(
+                    ResponseCode::try_from(code),
+                    Ok(ResponseCode::PreconditionFailed)
+                ) {
+                    // A single active consumer the broker made inactive: it keeps the credit
+                    // for when the consumer is active again, and its consumer update follows.
+                    tracing::debug!(stream = %self.conn.stream, "credit kept for an inactive consumer");
+                    return Ok(None);
+                }
                 tracing::warn!(stream = %self.conn.stream, code, subscription_id, "credit refused");
                 return Err(match ResponseCode::try_from(code) {
                     Ok(code) => DeliveryError::Refused {

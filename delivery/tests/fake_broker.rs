@@ -317,3 +317,30 @@ async fn close_gives_up_at_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2));
     server.abort();
 }
+
+#[tokio::test]
+async fn a_credit_kept_for_an_inactive_consumer_is_no_error_but_others_are() {
+    let (listener, options) = fake().await;
+    let server = tokio::spawn(async move {
+        let mut socket = accept_and_handshake(&listener).await;
+        // What RabbitMQ answers a credit for a single active consumer it made inactive:
+        // precondition failed (0x11), the credit kept.
+        write_frame(&mut socket, 0x8009, &[0x00, 0x11, 1]).await;
+        deliver(&mut socket, &chunk(7, &["after"])).await;
+        // Subscription id does not exist (0x04): the subscription is gone.
+        write_frame(&mut socket, 0x8009, &[0x00, 0x04, 1]).await;
+        let _ = wait_for_key(&mut socket, 0xffff, Duration::from_secs(2)).await;
+    });
+    let mut sub = open(&options, 1).await;
+    match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+        Ok(Some(Ok(Event::Chunk(chunk)))) => assert_eq!(chunk.records[0].offset, 7),
+        other => panic!("expected the chunk after the kept credit, got {other:?}"),
+    }
+    match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+        Ok(Some(Err(DeliveryError::Refused { operation, .. }))) => {
+            assert_eq!(operation, "credit")
+        }
+        other => panic!("expected the refused credit, got {other:?}"),
+    }
+    server.abort();
+}

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use shared::config::{KeySource, Ordering};
 use shared::{OffsetSpec, Settings};
 
 /// The environment is one per process: the tests here take turns.
@@ -97,4 +98,36 @@ fn environment_values_are_taken_verbatim() {
     assert_eq!(s.consumer.name, "007");
     // Typed keys still read their own strings.
     assert!(s.consumer.single_active);
+}
+
+#[test]
+fn the_environment_sets_the_processing_section() {
+    let _turn = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(b"[processing]\nmax_in_flight = 2\ndrain_timeout = \"1s\"\n")
+        .unwrap();
+    let values = [
+        ("OFFSET_TRACKING__PROCESSING__MAX_IN_FLIGHT", "16"),
+        ("OFFSET_TRACKING__PROCESSING__ORDERING", "key"),
+        ("OFFSET_TRACKING__PROCESSING__KEY", "property:customer"),
+        ("OFFSET_TRACKING__PROCESSING__DRAIN_TIMEOUT", "5s"),
+    ];
+    for (key, value) in values {
+        std::env::set_var(key, value);
+    }
+    let from_env = Settings::load(Some(file.path()));
+    let flags = [("processing.max_in_flight", "32".to_string())];
+    let from_flag = Settings::load_with(Some(file.path()), &flags);
+    for (key, _) in values {
+        std::env::remove_var(key);
+    }
+    let p = from_env.unwrap().processing;
+    assert_eq!(p.max_in_flight, 16);
+    assert_eq!(p.ordering, Ordering::Key);
+    assert_eq!(p.key, Some(KeySource::Property("customer".into())));
+    assert_eq!(p.drain_timeout, Duration::from_secs(5));
+    // A flag beats the environment.
+    assert_eq!(from_flag.unwrap().processing.max_in_flight, 32);
 }

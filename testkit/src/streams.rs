@@ -17,6 +17,9 @@ use shared::connection;
 use crate::broker::{broker, client_to, require_broker};
 use crate::cluster::{cluster_broker, require_cluster};
 
+/// How long a read of a whole stream waits for its first message.
+pub const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(10);
+
 /// A name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -196,7 +199,8 @@ impl Owner {
     }
 
     /// Every message of `stream` as (offset, body), from the start until nothing more arrives for
-    /// `quiet`, on a new environment (so through any node that answers now).
+    /// `quiet` (for the first message: [`FIRST_CHUNK_WAIT`]), on a new environment (so through any
+    /// node that answers now).
     async fn read_all(&self, stream: &str, quiet: Duration) -> Vec<(u64, Vec<u8>)> {
         let env = connection::environment(&self.broker, "test").await.unwrap();
         let mut consumer = env
@@ -206,9 +210,13 @@ impl Owner {
             .await
             .unwrap();
         let mut out = vec![];
-        while let Ok(Some(delivery)) = tokio::time::timeout(quiet, consumer.next()).await {
+        // The first chunk may be slow on a loaded machine (a 1 MiB message took over a second
+        // with the suite running beside it): wait longer for it than between the others.
+        let mut wait = quiet.max(FIRST_CHUNK_WAIT);
+        while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
             let d = delivery.unwrap();
             out.push((d.offset(), d.message().data().unwrap_or_default().to_vec()));
+            wait = quiet;
         }
         let _ = consumer.handle().close().await;
         out
@@ -320,4 +328,62 @@ pub fn processed_offsets(stderr: &str, stream: &str, log: &[u64]) -> BTreeSet<u6
         seen.extend(&log[end + 1 - count..=end]);
     }
     seen
+}
+
+impl TestStream {
+    /// Publishes the producer's wave of `count` ([`wave_bodies`], the last is the marker) with the
+    /// raw client, message `i` carrying the AMQP application property `key` = `k{i % keys}` (for
+    /// `processing.ordering = "key"` with `processing.key = "property:key"`); waits until every
+    /// one is confirmed and returns how many were sent.
+    pub async fn publish_keyed(&self, count: u64, keys: u64) -> u64 {
+        let keys = keys.max(1);
+        let messages = wave_bodies(count).enumerate().map(move |(i, body)| {
+            Message::builder()
+                .body(body)
+                .application_properties()
+                .insert("key", format!("k{}", i as u64 % keys))
+                .message_builder()
+                .build()
+        });
+        publish_messages(&self.owner.env, &self.name, messages).await
+    }
+}
+
+/// Publishes ready-made `messages` to `stream` with the raw client; waits until every one is
+/// confirmed and returns how many were sent.
+async fn publish_messages(
+    env: &Environment,
+    stream: &str,
+    messages: impl Iterator<Item = Message>,
+) -> u64 {
+    let producer = env.producer().build(stream).await.unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let confirmed = Arc::new(AtomicU64::new(0));
+    for message in messages {
+        sent.fetch_add(1, Ordering::Relaxed);
+        let confirmed = confirmed.clone();
+        producer
+            .send(message, move |status| {
+                let confirmed = confirmed.clone();
+                async move {
+                    assert!(
+                        status.unwrap().confirmed(),
+                        "the broker rejected a test message"
+                    );
+                    confirmed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while confirmed.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "test messages were not confirmed in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    producer.close().await.unwrap();
+    sent.load(Ordering::Relaxed)
 }

@@ -24,11 +24,13 @@
 //! | file | what lives there |
 //! |---|---|
 //! | `actor.rs` | the [`Tracker`] actor and its protocol: [`Processed`], [`Flush`], [`GetStats`], [`Close`], [`StoredProgress`] |
+//! | `client.rs` | [`TrackerClient`]: reporting without waiting, the crash-bound wait, flushing — for whoever processes |
 //! | `policy.rs` | when a store is due (pure logic, unit-tested) |
 //! | `store.rs` | where offsets go: the [`OffsetStore`] trait; [`BrokerStore`], the broker over a connection of its own |
 //! | `sqlite.rs` | offsets in the application's own SQLite [`Database`]; [`SqliteThenBroker`] |
 
 mod actor;
+mod client;
 mod policy;
 mod sqlite;
 mod store;
@@ -36,5 +38,6 @@ mod store;
 pub use actor::{
     Close, Flush, GetStats, Processed, StoredProgress, Tracker, TrackerStats, MAILBOX_CAPACITY,
 };
+pub use client::{Flusher, TrackerClient};
 pub use sqlite::{Database, SqliteThenBroker};
 pub use store::{BrokerStore, OffsetStore};

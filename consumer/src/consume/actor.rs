@@ -1,16 +1,18 @@
 //! The consumer actor: takes its subscription's events (`StreamHandler`, one chunk at a time, on
-//! the consumer's own delivery path), hands the messages to the handler in batches of at most
-//! [`MAX_BATCH`], and reports each processed batch to the tracker with one message.
+//! the consumer's own delivery path) and hands the messages to processing ([`Processing`]):
+//! inline to a synchronous handler in batches of at most [`MAX_BATCH`], or to the parallel stage
+//! (`crate::processing`) as far as its window has room.
 //!
-//! - Reports go out with `try_send`: when the tracker's bounded mailbox is full, the report is
-//!   kept and merged into the next one, so the tracker neither slows consumption nor grows memory.
-//! - Crash bound: with the count trigger on, the actor never runs more than
-//!   `store_every_messages + MAX_BATCH` processed messages ahead of the tracker's last store; if it
-//!   would, it waits for the store (this only happens when stores fall behind). While it waits, it
-//!   takes no chunk, so no credit goes back to the broker.
+//! - Reports go through the tracker's client ([`TrackerClient`]): never waiting for the tracker,
+//!   coalescing what its bounded mailbox cannot take.
+//! - Crash bound: with the count trigger on, processing never runs more than
+//!   `store_every_messages + MAX_BATCH` processed messages ahead of the tracker's last store (the
+//!   parallel stage: plus its window); if it would, it waits for the store. While it waits — or
+//!   while the stage's window is full — the actor takes no chunk, so no credit goes back to the
+//!   broker.
 //! - When the subscription ends without the marker — the broker moved or deleted the stream (a
 //!   metadata update, acted on at once), closed the connection, or the connection was lost — it
-//!   subscribes again right after the last *processed* offset, on a node that holds the stream
+//!   subscribes again right after the last offset handed to processing, on a node that holds the stream
 //!   now, with back-off until `consumer.reconnect_timeout`, and logs how long consumption was
 //!   interrupted. A stream that is gone ends the run with a clear error.
 //! - A chunk that cannot be decoded ends the run (exit 1) naming the stream, the chunk and what
@@ -39,11 +41,12 @@ use shared::retry::Backoff;
 use shared::OffsetSpec;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracker::{Flush, Processed, StoredProgress};
+use tracker::{Flusher, StoredProgress, TrackerClient};
 
 use super::health::LAG_PROBE_EVERY;
 use super::subscription::{subscribe_error, Subscribed, Subscription};
 use crate::handler::{Delivery, Handler};
+use crate::processing::{Stage, StageEvent};
 
 /// Most deliveries handled as one batch (and reported with one [`Processed`]).
 pub(crate) const MAX_BATCH: usize = 512;
@@ -78,13 +81,22 @@ pub struct Outcome {
     pub max_interruption: Duration,
 }
 
-/// The tracker, as the consumer sees it: recipients and a progress signal, no concrete type.
+/// How a stream's deliveries are processed.
+pub(crate) enum Processing {
+    /// A synchronous [`Handler`] on the actor, a batch at a time, reporting through `tracker`.
+    Inline {
+        handler: Box<dyn Handler>,
+        tracker: TrackerClient,
+    },
+    /// The parallel stage running an async handler (it reports to the tracker itself).
+    Parallel(Stage),
+}
+
+/// The tracker, as the consumer actor sees it besides what processing reports.
 #[derive(Clone)]
 pub(crate) struct TrackerLink {
-    /// Where processed batches go.
-    pub(crate) processed: Recipient<Processed>,
-    /// Where flush requests go.
-    pub(crate) flush: Recipient<Flush>,
+    /// Flushes the tracker.
+    pub(crate) flusher: Flusher,
     /// What the tracker has stored.
     pub(crate) stored: watch::Receiver<StoredProgress>,
 }
@@ -100,8 +112,8 @@ pub(super) enum Phase {
 }
 
 /// See the module documentation.
-pub(crate) struct ConsumerActor<H: Handler> {
-    pub(super) handler: H,
+pub(crate) struct ConsumerActor {
+    pub(super) processing: Processing,
     pub(super) subscription: Subscription,
     pub(super) initial: Option<Subscribed>,
     pub(super) epoch: u64,
@@ -112,7 +124,8 @@ pub(crate) struct ConsumerActor<H: Handler> {
     pub(super) tracker: TrackerLink,
     pub(super) shutdown: CancellationToken,
     pub(super) outcome: Outcome,
-    pub(super) unreported: Option<Processed>,
+    /// The last offset handed to processing: where a new subscription resumes after.
+    pub(super) last_taken: Option<u64>,
     pub(super) phase: Phase,
     /// Messages of the current chunk not handed to the handler yet (at most one chunk).
     pub(super) queued: VecDeque<Delivery>,
@@ -127,7 +140,7 @@ pub(crate) struct ConsumerActor<H: Handler> {
     pub(super) active: bool,
     /// Deliveries below this offset are leftovers of an earlier activation: never processed.
     pub(super) min_offset: Option<u64>,
-    /// The last offset processed in the current activation.
+    /// The last offset processed (handed to the parallel stage) in the current activation.
     pub(super) activation_last: Option<u64>,
     /// Shared with the process's progress display when several partitions are consumed.
     pub(super) shared_count: Option<Arc<AtomicU64>>,
@@ -137,12 +150,12 @@ pub(crate) struct ConsumerActor<H: Handler> {
     pub(super) last_check_at: Instant,
 }
 
-impl<H: Handler> ConsumerActor<H> {
+impl ConsumerActor {
     /// An actor handing `initial`'s messages (it is attached as `subscription` says) to
-    /// `handler`, reporting to `tracker`, stopping when `shutdown` is cancelled, and answering on
+    /// `processing`, flushing `tracker`, stopping when `shutdown` is cancelled, and answering on
     /// `done` when it stops. In a consumer group it starts inactive.
     pub(crate) fn new(
-        handler: H,
+        processing: Processing,
         subscription: Subscription,
         initial: Subscribed,
         tracker: TrackerLink,
@@ -151,7 +164,7 @@ impl<H: Handler> ConsumerActor<H> {
     ) -> Self {
         let metrics = ConsumerMetrics::new(&subscription.stream);
         Self {
-            handler,
+            processing,
             active: subscription.group.is_none(),
             subscription,
             initial: Some(initial),
@@ -161,7 +174,7 @@ impl<H: Handler> ConsumerActor<H> {
             tracker,
             shutdown,
             outcome: Outcome::default(),
-            unreported: None,
+            last_taken: None,
             phase: Phase::Consuming,
             queued: VecDeque::new(),
             first_received_at: None,
@@ -206,19 +219,46 @@ impl<H: Handler> ConsumerActor<H> {
         ctx.add_stream(events);
     }
 
-    /// Where to attach again: right after the last processed message, or where we first did.
+    /// Where to attach again: right after the last message handed to processing (what the
+    /// parallel stage holds, it finishes), or where we first did.
     pub(super) fn resume_position(&self) -> OffsetSpec {
-        match self.outcome.last_offset {
+        match self.last_taken {
             Some(offset) => OffsetSpec::Offset(offset + 1),
             None => self.subscription.start,
         }
     }
 
-    /// Processed messages not yet covered by a store the tracker made.
-    pub(super) fn ahead_of_store(&self) -> u64 {
-        self.outcome
-            .messages
-            .saturating_sub(self.tracker.stored.borrow().processed)
+    /// The newest offset processed (for the parallel stage: its finished prefix).
+    pub(super) fn last_processed(&self) -> Option<u64> {
+        match &self.processing {
+            Processing::Inline { .. } => self.outcome.last_offset,
+            Processing::Parallel(stage) => stage.progress().last_offset,
+        }
+    }
+
+    /// Messages processed so far.
+    fn messages(&self) -> u64 {
+        match &self.processing {
+            Processing::Inline { .. } => self.outcome.messages,
+            Processing::Parallel(stage) => stage.progress().messages,
+        }
+    }
+
+    /// The outcome so far, with the parallel stage's counts.
+    fn outcome_now(&self) -> Outcome {
+        let mut outcome = self.outcome.clone();
+        if let Processing::Parallel(stage) = &self.processing {
+            let progress = stage.progress();
+            outcome.messages = progress.messages;
+            outcome.first_offset = progress.first_offset;
+            outcome.last_offset = progress.last_offset;
+            if let (Some(first), Some(last)) =
+                (progress.first_admitted_at, progress.last_finished_at)
+            {
+                outcome.elapsed = last.saturating_duration_since(first);
+            }
+        }
+        outcome
     }
 
     /// Queues a chunk's messages (those this activation may process) and hands them on.
@@ -239,54 +279,68 @@ impl<H: Handler> ConsumerActor<H> {
         self.drain(ctx);
     }
 
-    /// Hands the queued messages to the handler, a batch at a time, unless the crash bound says
-    /// to wait for the tracker first (then it goes on once the tracker caught up).
-    fn drain(&mut self, ctx: &mut Context<Self>) {
+    /// Hands the queued messages on: to the handler a batch at a time, unless the crash bound
+    /// says to wait for the tracker first; or to the parallel stage as far as its window has
+    /// room, waiting (taking no chunk, so giving the broker no credit) for room otherwise.
+    pub(super) fn drain(&mut self, ctx: &mut Context<Self>) {
         while !self.queued.is_empty() && self.phase == Phase::Consuming && self.active {
-            let size = self.queued.len().min(MAX_BATCH) as u64;
-            let every = self.subscription.store_every_messages;
-            let limit = every.saturating_add(MAX_BATCH as u64);
-            if every != 0 && self.ahead_of_store().saturating_add(size) > limit {
-                self.wait_for_store(size, limit, ctx);
-                return;
+            match &mut self.processing {
+                Processing::Inline { tracker, .. } => {
+                    let size = self.queued.len().min(MAX_BATCH) as u64;
+                    if !tracker.has_room_for(size) {
+                        let room = tracker.room_for(size, self.shutdown.clone());
+                        ctx.wait(room.into_actor(self).map(|fits, actor, ctx| {
+                            if fits {
+                                actor.drain(ctx);
+                            } else {
+                                actor.finish(None, ctx);
+                            }
+                        }));
+                        return;
+                    }
+                    let batch: Vec<Delivery> = self.queued.drain(..size as usize).collect();
+                    self.process_batch(batch, ctx);
+                }
+                Processing::Parallel(stage) => {
+                    if stage.halted() {
+                        // The stage's event ends the run; nothing more is taken.
+                        self.queued.clear();
+                        return;
+                    }
+                    let room = stage.room();
+                    if room == 0 {
+                        let wait = stage.wait_for_room(self.shutdown.clone());
+                        ctx.wait(wait.into_actor(self).map(|(), actor, ctx| {
+                            if actor.shutdown.is_cancelled() {
+                                actor.finish(None, ctx);
+                            } else {
+                                actor.drain(ctx);
+                            }
+                        }));
+                        return;
+                    }
+                    let size = room.min(self.queued.len());
+                    let batch: Vec<Delivery> = self.queued.drain(..size).collect();
+                    let last = batch.last().map(Delivery::offset);
+                    if stage.admit(batch).is_err() {
+                        let err = Error::Internal("the processing stage stopped".into());
+                        return self.finish(Some(err), ctx);
+                    }
+                    if last.is_some() {
+                        self.last_taken = last;
+                        self.activation_last = last;
+                    }
+                    self.last_delivery_at = Instant::now();
+                }
             }
-            let batch: Vec<Delivery> = self.queued.drain(..size as usize).collect();
-            self.process_batch(batch, ctx);
         }
     }
 
-    /// Stores fell behind: hands over what is unreported and waits (taking no event) until the
-    /// tracker has stored enough for `size` more messages to stay within `limit`.
-    fn wait_for_store(&mut self, size: u64, limit: u64, ctx: &mut Context<Self>) {
-        let pending = self.unreported.take();
-        let tracker = self.tracker.clone();
-        let processed = self.outcome.messages;
-        let shutdown = self.shutdown.clone();
-        let caught_up = async move {
-            if let Some(report) = pending {
-                let _ = tracker.processed.send(report).await;
-            }
-            let mut stored = tracker.stored.clone();
-            tokio::select! {
-                _ = stored.wait_for(|s| processed.saturating_sub(s.processed) + size <= limit) => true,
-                _ = shutdown.cancelled() => false,
-            }
-        };
-        ctx.wait(
-            caught_up
-                .into_actor(self)
-                .map(move |caught_up, actor, ctx| {
-                    if caught_up {
-                        actor.drain(ctx);
-                    } else {
-                        actor.finish(None, ctx);
-                    }
-                }),
-        );
-    }
-
     fn process_batch(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
-        let handled = match self.handler.handle(&deliveries) {
+        let Processing::Inline { handler, .. } = &mut self.processing else {
+            return;
+        };
+        let handled = match handler.handle(&deliveries) {
             Ok(handled) => handled,
             Err(err) => return self.finish(Some(err), ctx),
         };
@@ -301,6 +355,7 @@ impl<H: Handler> ConsumerActor<H> {
             let timestamp = last.chunk_timestamp_ms();
             let last = last.offset();
             self.outcome.last_offset = Some(last);
+            self.last_taken = Some(last);
             self.activation_last = Some(last);
             self.outcome.messages += count;
             if let Some(shared) = &self.shared_count {
@@ -322,15 +377,19 @@ impl<H: Handler> ConsumerActor<H> {
             self.metrics
                 .last_processed_timestamp
                 .set(timestamp as f64 / 1000.0);
-            self.metrics.unstored.set(self.ahead_of_store() as f64);
-            if let Err(err) = self.report(last, count) {
-                return self.finish(Some(err), ctx);
+            if let Processing::Inline { tracker, .. } = &mut self.processing {
+                if let Err(err) = tracker.report(last, count) {
+                    return self.finish(Some(err), ctx);
+                }
+                self.metrics.unstored.set(tracker.ahead_of_store() as f64);
             }
         }
         if handled.stop {
             // The bar goes before the handler's last words, so that nothing is left drawn.
             self.progress.finish();
-            self.handler.stopped();
+            if let Processing::Inline { handler, .. } = &mut self.processing {
+                handler.stopped();
+            }
             self.outcome.reached_marker = true;
             self.finish(None, ctx);
         } else if processed.len() < deliveries.len() {
@@ -340,19 +399,6 @@ impl<H: Handler> ConsumerActor<H> {
                 deliveries.len()
             ));
             self.finish(Some(err), ctx);
-        }
-    }
-
-    /// Hands the processed batch to the tracker without ever waiting for it.
-    fn report(&mut self, offset: u64, count: u64) -> Result<()> {
-        let count = count + self.unreported.take().map_or(0, |earlier| earlier.count);
-        match self.tracker.processed.try_send(Processed { offset, count }) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(report)) => {
-                self.unreported = Some(report);
-                Ok(())
-            }
-            Err(SendError::Closed(_)) => Err(Error::Internal("the tracker stopped".into())),
         }
     }
 
@@ -366,10 +412,14 @@ impl<H: Handler> ConsumerActor<H> {
         let lost_at = Instant::now();
         // Not processed, so not stored: the new subscription delivers them again.
         self.queued.clear();
-        if self.subscription.group.is_some() {
+        // In a group, the broker hands the partition to another member as soon as this
+        // subscription is gone: store what was processed first, so that member starts after it.
+        let settled = self.subscription.group.is_some().then(|| {
             // The new subscription is active only once the broker says so again.
             self.active = false;
-        }
+            let processed = self.activation_last.take().is_some();
+            self.settle(processed)
+        });
         self.outcome.reconnects += 1;
         self.metrics.resubscribes.increment(1);
         if let Some(old) = self.closer.take() {
@@ -386,6 +436,11 @@ impl<H: Handler> ConsumerActor<H> {
         let subscription = self.subscription.clone();
         let shutdown = self.shutdown.clone();
         let retry = async move {
+            if let Some(settled) = settled {
+                if let Err(err) = settled.await {
+                    tracing::warn!("{label}storing the processed offset: {err}");
+                }
+            }
             let mut backoff = Backoff::for_(subscription.reconnect_timeout);
             loop {
                 let attempt = tokio::select! {
@@ -474,6 +529,40 @@ impl<H: Handler> ConsumerActor<H> {
         );
     }
 
+    /// Settles what processing holds: the parallel stage finishes what runs (within
+    /// `processing.drain_timeout`) and reports its finished prefix; then, with `flush`, the
+    /// tracker stores and confirms the newest processed offset (answered; `None`: nothing).
+    pub(super) fn settle(
+        &mut self,
+        flush: bool,
+    ) -> impl std::future::Future<Output = Result<Option<u64>>> + 'static {
+        let flusher = self.tracker.flusher.clone();
+        let (pending, drain) = match &mut self.processing {
+            Processing::Inline { tracker, .. } => (Some(tracker.deliver_pending()), None),
+            Processing::Parallel(stage) => (None, Some(stage.drain())),
+        };
+        async move {
+            if let Some(pending) = pending {
+                pending.await?;
+            }
+            if let Some(drain) = drain {
+                let drained = drain.await;
+                if drained.abandoned > 0 {
+                    tracing::info!(
+                        "{} admitted messages left unprocessed (not stored): processed on the \
+                         next run or by the next member",
+                        drained.abandoned
+                    );
+                }
+            }
+            if flush {
+                flusher.flush().await
+            } else {
+                Ok(None)
+            }
+        }
+    }
+
     /// Stops consuming: flushes the tracker (which confirms the store), closes the subscription,
     /// and answers `done` with `failure` or the outcome.
     pub(super) fn finish(&mut self, failure: Option<Error>, ctx: &mut Context<Self>) {
@@ -483,31 +572,14 @@ impl<H: Handler> ConsumerActor<H> {
         self.phase = Phase::Finishing;
         self.queued.clear();
         self.progress.finish();
-        let pending = self.unreported.take();
-        let tracker = self.tracker.clone();
         let closer = self.closer.take();
         let stream_gone = matches!(
             failure,
             Some(Error::StreamNotFound { .. } | Error::StreamDeleted { .. })
         );
+        let settled = self.settle(!stream_gone);
         let work = async move {
-            // The last report may still sit here if the mailbox was full: deliver it first.
-            if let Some(report) = pending {
-                tracker
-                    .processed
-                    .send(report)
-                    .await
-                    .map_err(|_| Error::Internal("the tracker stopped".into()))?;
-            }
-            let stored = if stream_gone {
-                Ok(None)
-            } else {
-                tracker
-                    .flush
-                    .send(Flush)
-                    .await
-                    .map_err(|_| Error::Internal("the tracker stopped".into()))?
-            };
+            let stored = settled.await;
             if let Some(closer) = closer {
                 // A dead connection cannot be closed cleanly; that does not undo the flush.
                 if let Err(err) = closer.close(CLOSE_TIMEOUT).await {
@@ -521,7 +593,7 @@ impl<H: Handler> ConsumerActor<H> {
                 (Some(err), _) | (None, Err(err)) => Err(err),
                 (None, Ok(stored)) => {
                     actor.outcome.stored_offset = stored;
-                    Ok(actor.outcome.clone())
+                    Ok(actor.outcome_now())
                 }
             };
             if let Some(done) = actor.done.take() {
@@ -532,12 +604,17 @@ impl<H: Handler> ConsumerActor<H> {
     }
 }
 
-impl<H: Handler> Actor for ConsumerActor<H> {
+impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(subscribed) = self.initial.take() {
             self.attach(subscribed, ctx);
+        }
+        if let Processing::Parallel(stage) = &mut self.processing {
+            if let Some(events) = stage.events() {
+                ctx.add_stream(events);
+            }
         }
         let shutdown = self.shutdown.clone();
         ctx.spawn(
@@ -557,19 +634,19 @@ impl<H: Handler> Actor for ConsumerActor<H> {
             let stored = actor.tracker.stored.borrow().offset;
             let details = format!(
                 "last processed {}, last stored {}, lag {}",
-                show_offset(actor.outcome.last_offset),
+                show_offset(actor.last_processed()),
                 show_offset(stored),
                 actor
                     .lag()
                     .map_or_else(|| "?".into(), |lag| lag.to_string())
             );
-            actor.progress.tick(actor.outcome.messages, &details);
+            actor.progress.tick(actor.messages(), &details);
         });
         ctx.run_interval(LAG_PROBE_EVERY, |actor, ctx| actor.probe_stream_end(ctx));
     }
 }
 
-impl<H: Handler> StreamHandler<Item> for ConsumerActor<H> {
+impl StreamHandler<Item> for ConsumerActor {
     fn handle(&mut self, (epoch, event): Item, ctx: &mut Self::Context) {
         // Leftovers of an earlier subscription, or anything after the marker or a shutdown, are
         // not processed, so not stored. (A consumer update left unanswered answers "next", which
@@ -606,5 +683,26 @@ impl<H: Handler> StreamHandler<Item> for ConsumerActor<H> {
 
     fn finished(&mut self, _: &mut Self::Context) {
         // Each subscription's end arrives as an item (see `attach`); the actor outlives them.
+    }
+}
+
+impl StreamHandler<StageEvent> for ConsumerActor {
+    fn handle(&mut self, event: StageEvent, ctx: &mut Self::Context) {
+        match event {
+            StageEvent::Stopped { offset } => {
+                tracing::info!(
+                    "{}the handler asked to stop at offset {offset}",
+                    self.subscription.label()
+                );
+                self.progress.finish();
+                self.outcome.reached_marker = true;
+                self.finish(None, ctx);
+            }
+            StageEvent::Failed(err) => self.finish(Some(err), ctx),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The stage ends with the actor.
     }
 }

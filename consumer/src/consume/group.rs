@@ -12,11 +12,9 @@ use shared::error::{Error, Result};
 use shared::offset_spec::show_offset;
 use shared::retry::Backoff;
 use tokio::sync::oneshot;
-use tracker::Flush;
 
 use super::actor::ConsumerActor;
 use super::subscription::{start_at, start_position, Subscription};
-use crate::handler::Handler;
 
 /// The group's stored offset for the subscription's name and stream: `Ok(None)` when nothing is
 /// stored. A failed query (the stream has no leader during a failover, a node is down) is tried
@@ -48,7 +46,7 @@ async fn group_stored_offset(subscription: &Subscription) -> Result<Option<u64>>
     }
 }
 
-impl<H: Handler> ConsumerActor<H> {
+impl ConsumerActor {
     /// The broker made this member active: find the group's stored offset, then answer the
     /// broker where to start. Nothing is processed meanwhile (the actor waits).
     pub(super) fn become_active(
@@ -109,20 +107,11 @@ impl<H: Handler> ConsumerActor<H> {
             self.subscription.name,
             show_offset(last)
         );
-        let pending = self.unreported.take();
-        let tracker = self.tracker.clone();
+        // The parallel stage finishes (or abandons) what runs; then the store of what finished.
+        let settled = self.settle(last.is_some());
         let flush = async move {
-            if let Some(report) = pending {
-                let _ = tracker.processed.send(report).await;
-            }
-            if last.is_some() {
-                match tracker.flush.send(Flush).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => tracing::warn!("{label}flush before the handover: {err}"),
-                    Err(_) => {
-                        tracing::warn!("{label}flush before the handover: the tracker stopped")
-                    }
-                }
+            if let Err(err) = settled.await {
+                tracing::warn!("{label}storing before the handover: {err}");
             }
         };
         ctx.wait(flush.into_actor(self).map(move |(), _, _| {

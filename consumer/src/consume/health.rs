@@ -11,7 +11,6 @@ use shared::connection::{self, StreamState};
 use shared::error::{Error, Result};
 
 use super::actor::{ConsumerActor, Phase};
-use crate::handler::Handler;
 
 /// How long a stream-end probe waits for the last chunk.
 const PROBE_WAIT: Duration = Duration::from_millis(300);
@@ -22,14 +21,13 @@ pub(super) const LAG_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// After this long without a delivery, check that the stream still exists.
 pub(super) const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-impl<H: Handler> ConsumerActor<H> {
+impl ConsumerActor {
     /// Offsets between the last processed message and the stream's end, as last sampled.
     pub(super) fn lag(&self) -> Option<u64> {
         let end = self.stream_end?;
         // Before this run processed anything, it is behind from where it resumed.
         let at = self
-            .outcome
-            .last_offset
+            .last_processed()
             .or(self.tracker.stored.borrow().offset)?;
         Some(end.saturating_sub(at))
     }
@@ -96,7 +94,7 @@ impl<H: Handler> ConsumerActor<H> {
                 && actor.phase == Phase::Consuming
                 && actor.last_delivery_at.elapsed() >= IDLE_CHECK
                 && matches!(
-                    (actor.stream_end, actor.outcome.last_offset.or(actor.min_offset.map(|m| m.saturating_sub(1)))),
+                    (actor.stream_end, actor.last_taken.or(actor.min_offset.map(|m| m.saturating_sub(1)))),
                     (Some(end), Some(at)) if end > at
                 );
             if matches!(checked, Ok((StreamState::Available { .. }, None))) && behind {

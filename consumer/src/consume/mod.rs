@@ -15,5 +15,5 @@ mod health;
 mod subscription;
 
 pub use actor::Outcome;
-pub(crate) use actor::{ConsumerActor, TrackerLink};
+pub(crate) use actor::{ConsumerActor, Processing, TrackerLink, MAX_BATCH};
 pub(crate) use subscription::{start_position, Group, Reader, Subscribed, Subscription};

@@ -65,8 +65,6 @@ pub(crate) struct Subscription {
     pub(crate) start: OffsetSpec,
     /// How long to keep trying to subscribe again after a loss.
     pub(crate) reconnect_timeout: Duration,
-    /// The tracker's count trigger (0: off), for the crash bound.
-    pub(crate) store_every_messages: u64,
     /// Chunks the broker may send ahead of processing (`consumer.initial_credits`).
     pub(crate) initial_credits: u16,
     /// Membership in a consumer group, if `consumer.single_active`.

@@ -4,11 +4,12 @@
 //!
 //! This module loads and resolves precedence, and checks the rules that tie sections together;
 //! each section's schema and its own rules live in a file of their own (`broker`, `tls`, `stream`,
-//! `producer`, `consumer`); `pem` inspects the TLS files.
+//! `producer`, `consumer`, `processing`); `pem` inspects the TLS files.
 
 mod broker;
 mod consumer;
 pub(crate) mod pem;
+mod processing;
 mod producer;
 mod stream;
 mod tls;
@@ -21,6 +22,7 @@ pub use broker::{BrokerSettings, Endpoint, Secret};
 pub use consumer::{
     ConsumerSettings, OffsetStoreKind, SinkKind, TrackerSettings, MAX_INITIAL_CREDITS,
 };
+pub use processing::{KeySource, KeySourceError, Ordering, ProcessingSettings, MAX_IN_FLIGHT};
 pub use producer::ProducerSettings;
 pub use stream::StreamSettings;
 pub use tls::TlsSettings;
@@ -82,6 +84,8 @@ pub struct Settings {
     pub consumer: ConsumerSettings,
     /// `[tracker]`: how often offsets are stored.
     pub tracker: TrackerSettings,
+    /// `[processing]`: how many deliveries are processed at once, and in what order.
+    pub processing: ProcessingSettings,
     /// `[metrics]`: the consumer's Prometheus endpoint.
     pub metrics: MetricsSettings,
 }
@@ -150,6 +154,7 @@ impl Settings {
         self.producer.validate()?;
         self.consumer.validate()?;
         self.tracker.validate()?;
+        self.processing.validate()?;
         let invalid = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
         if self.consumer.single_active && self.tracker.store == OffsetStoreKind::Sqlite {
             return invalid(
@@ -172,6 +177,16 @@ impl Settings {
             return invalid(
                 "consumer.sink",
                 "\"sqlite\" needs tracker.store = \"sqlite\": the offset must be read from where the messages are",
+            );
+        }
+        if self.consumer.sink == SinkKind::Sqlite
+            && (self.processing.max_in_flight != 1
+                || self.processing.ordering != Ordering::Partition)
+        {
+            return invalid(
+                "consumer.sink",
+                "\"sqlite\" needs processing.max_in_flight = 1 and processing.ordering = \"partition\": \
+                 its transactions are per batch, in stream order",
             );
         }
         Ok(())

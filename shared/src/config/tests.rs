@@ -28,6 +28,7 @@ fn the_shipped_config_matches_the_defaults() {
         d.tracker.store_every_messages
     );
     assert_eq!(s.tracker.store_every, d.tracker.store_every);
+    assert_eq!(s.processing, d.processing);
 }
 
 #[test]
@@ -312,6 +313,18 @@ fn numbers_and_durations_outside_their_range_are_refused_naming_the_key() {
             "broker.connect_timeout",
         ),
         ("[broker]\nheartbeat = \"10000years\"", "broker.heartbeat"),
+        (
+            "[processing]\nmax_in_flight = 0",
+            "processing.max_in_flight",
+        ),
+        (
+            "[processing]\nmax_in_flight = 10001",
+            "processing.max_in_flight",
+        ),
+        (
+            "[processing]\ndrain_timeout = \"10000years\"",
+            "processing.drain_timeout",
+        ),
     ] {
         let f = file_with(toml);
         let err = Settings::load(Some(f.path())).unwrap_err();
@@ -323,5 +336,154 @@ fn numbers_and_durations_outside_their_range_are_refused_naming_the_key() {
     }
     // "0s" still turns the time trigger off; the limits themselves are allowed.
     let f = file_with("[tracker]\nstore_every = \"0s\"\nstore_every_messages = 1000000000");
+    assert!(Settings::load(Some(f.path())).is_ok());
+    let f = file_with("[processing]\nmax_in_flight = 10000\ndrain_timeout = \"0s\"");
+    assert!(Settings::load(Some(f.path())).is_ok());
+}
+
+#[test]
+fn processing_defaults_to_one_delivery_at_a_time_in_stream_order() {
+    let d = Settings::default().processing;
+    assert_eq!(
+        d,
+        ProcessingSettings {
+            max_in_flight: 1,
+            ordering: Ordering::Partition,
+            key: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    );
+    assert!(d.validate().is_ok());
+    // An empty section is the defaults too.
+    let f = file_with("[processing]\n");
+    assert_eq!(Settings::load(Some(f.path())).unwrap().processing, d);
+}
+
+#[test]
+fn reads_the_processing_section() {
+    let f = file_with(
+        r#"
+            [processing]
+            max_in_flight = 64
+            ordering = "key"
+            key = "body:/customer/id"
+            drain_timeout = "2s"
+            "#,
+    );
+    let p = Settings::load(Some(f.path())).unwrap().processing;
+    assert_eq!(p.max_in_flight, 64);
+    assert_eq!(p.ordering, Ordering::Key);
+    assert_eq!(p.key, Some(KeySource::BodyField("/customer/id".into())));
+    assert_eq!(p.drain_timeout, Duration::from_secs(2));
+
+    let f = file_with("[processing]\nmax_in_flight = 8\nordering = \"unordered\"\n");
+    let p = Settings::load(Some(f.path())).unwrap().processing;
+    assert_eq!((p.max_in_flight, p.ordering), (8, Ordering::Unordered));
+    assert_eq!(p.key, None);
+}
+
+#[test]
+fn every_key_source_form_parses_and_displays_back() {
+    for (text, source) in [
+        ("property:customer", KeySource::Property("customer".into())),
+        (
+            "property:x-order id",
+            KeySource::Property("x-order id".into()),
+        ),
+        ("message-id", KeySource::MessageId),
+        ("correlation-id", KeySource::CorrelationId),
+        ("subject", KeySource::Subject),
+        (
+            "body:/customer/id",
+            KeySource::BodyField("/customer/id".into()),
+        ),
+        (
+            "body:/a~1b/~0c/0",
+            KeySource::BodyField("/a~1b/~0c/0".into()),
+        ),
+    ] {
+        assert_eq!(text.parse::<KeySource>(), Ok(source.clone()), "{text}");
+        assert_eq!(source.to_string(), text);
+    }
+    // Surrounding blanks and the case of the fixed names do not matter.
+    assert_eq!(" Message-ID ".parse(), Ok(KeySource::MessageId));
+}
+
+#[test]
+fn bad_key_sources_are_refused_naming_processing_key_and_the_forms() {
+    for bad in [
+        "property:",
+        "property: ",
+        "body:customer",
+        "body:",
+        "body:/a~2",
+        "nope",
+        "",
+    ] {
+        let err = bad.parse::<KeySource>().unwrap_err().to_string();
+        assert!(
+            err.contains("property:<name>") && err.contains("body:<JSON pointer>"),
+            "{bad:?}: {err}"
+        );
+        let f = file_with(&format!(
+            "[processing]\nordering = \"key\"\nkey = {bad:?}\n"
+        ));
+        let err = Settings::load(Some(f.path())).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        let err = err.to_string();
+        assert!(
+            err.contains("processing.key") && err.contains("message-id, correlation-id"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn processing_key_goes_with_ordering_key_and_only_with_it() {
+    for (text, expected) in [
+        (
+            "[processing]\nordering = \"key\"\n",
+            "processing.key: ordering = \"key\" needs a key source: one of property:<name>",
+        ),
+        (
+            "[processing]\nordering = \"unordered\"\nkey = \"subject\"\n",
+            "processing.key: only used with ordering = \"key\" (ordering is \"unordered\")",
+        ),
+        (
+            "[processing]\nkey = \"subject\"\n",
+            "processing.key: only used with ordering = \"key\" (ordering is \"partition\")",
+        ),
+        ("[processing]\nordering = \"random\"\n", "ordering"),
+        ("[processing]\nmax_inflight = 2\n", "max_inflight"),
+    ] {
+        let f = file_with(text);
+        let err = Settings::load(Some(f.path())).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{text:?}: {err}");
+        assert!(err.to_string().contains(expected), "{text:?}: {err}");
+    }
+    let f = file_with("[processing]\nordering = \"key\"\nkey = \"property:customer\"\n");
+    assert!(Settings::load(Some(f.path())).is_ok());
+}
+
+#[test]
+fn the_sqlite_sink_needs_one_delivery_at_a_time_in_stream_order() {
+    let sqlite = "[consumer]\nsink = \"sqlite\"\n[tracker]\nstore = \"sqlite\"\n";
+    for processing in [
+        "max_in_flight = 2",
+        "ordering = \"unordered\"",
+        "ordering = \"key\"\nkey = \"message-id\"",
+    ] {
+        let f = file_with(&format!("{sqlite}[processing]\n{processing}\n"));
+        let err = Settings::load(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("consumer.sink")
+                && err.contains("processing.max_in_flight = 1")
+                && err.contains("processing.ordering = \"partition\""),
+            "{processing}: {err}"
+        );
+    }
+    let f = file_with(&format!(
+        "{sqlite}[processing]\nmax_in_flight = 1\nordering = \"partition\"\n"
+    ));
     assert!(Settings::load(Some(f.path())).is_ok());
 }
