@@ -613,3 +613,57 @@ async fn key_ordering_ends_at_the_marker_only_after_every_message_before_it() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A super stream: each partition has its own stage, tracker and marker; all run at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_partition_of_a_super_stream_is_processed_in_parallel_and_stored() {
+    const PARTITIONS: u32 = 3;
+    let stream = testkit::streams::OwnedStream::on_broker("par-super", PARTITIONS).await;
+    let name = unique("par-super");
+    let producer = testkit::process::workspace_binary(env!("CARGO_BIN_EXE_consumer"), "producer");
+    let published = Running::spawn(
+        testkit::process::our_binary(producer)
+            .env("OFFSET_TRACKING__STREAM__NAME", &stream.name)
+            .env(
+                "OFFSET_TRACKING__STREAM__PARTITIONS",
+                PARTITIONS.to_string(),
+            )
+            .args(["--count", "6000"]),
+    )
+    .finish(LIMIT);
+    assert!(published.status.success(), "{}", stderr_of(&published));
+
+    let mut cmd = io_handler(&stream.name, &name, "unordered", 16, 1);
+    cmd.env(
+        "OFFSET_TRACKING__STREAM__PARTITIONS",
+        PARTITIONS.to_string(),
+    );
+    let out = Running::spawn(&mut cmd).finish(LIMIT);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let handled = stdout_of(&out);
+    for partition in stream.streams() {
+        let log: Vec<u64> = stream
+            .read_all(&partition)
+            .await
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect();
+        assert!(!log.is_empty(), "{partition} holds nothing");
+        let seen: BTreeSet<u64> = handled
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                (words.next() == Some("handled") && words.next() == Some(partition.as_str()))
+                    .then(|| words.next()?.parse().ok())
+                    .flatten()
+            })
+            .collect();
+        let lost: Vec<u64> = log.iter().filter(|o| !seen.contains(o)).copied().collect();
+        assert!(lost.is_empty(), "{partition}: not handled {}", some(&lost));
+        assert_eq!(
+            stream.stored_offset(&name, &partition).await,
+            log.last().copied(),
+            "{partition}: the stored offset is its marker's"
+        );
+    }
+}

@@ -154,3 +154,108 @@ impl TrackerClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A tracker double with a one-message mailbox that sits on each report for a while, so
+    /// that reports pile up; it records what reaches it.
+    struct SlowTracker {
+        seen: Arc<Mutex<Vec<Processed>>>,
+    }
+
+    impl Actor for SlowTracker {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            ctx.set_mailbox_capacity(1);
+        }
+    }
+
+    impl Handler<Processed> for SlowTracker {
+        type Result = ();
+        fn handle(&mut self, report: Processed, ctx: &mut Context<Self>) {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(report);
+            ctx.wait(actix::fut::wrap_future(tokio::time::sleep(
+                Duration::from_millis(50),
+            )));
+        }
+    }
+
+    impl Handler<Flush> for SlowTracker {
+        type Result = Result<Option<u64>>;
+        fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(seen.last().map(|r| r.offset))
+        }
+    }
+
+    fn client(
+        bound: Option<u64>,
+    ) -> (
+        TrackerClient,
+        Arc<Mutex<Vec<Processed>>>,
+        watch::Sender<StoredProgress>,
+    ) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tracker = SlowTracker { seen: seen.clone() }.start();
+        let (stored_tx, stored) = watch::channel(StoredProgress::default());
+        let client = TrackerClient::new(
+            tracker.clone().recipient(),
+            tracker.recipient(),
+            stored,
+            bound,
+        );
+        (client, seen, stored_tx)
+    }
+
+    #[actix_rt::test]
+    async fn reports_a_full_mailbox_refuses_are_merged_never_lost_and_never_waited_for() {
+        let (mut client, seen, _stored) = client(None);
+        let began = std::time::Instant::now();
+        for offset in 0..20u64 {
+            client.report(offset * 2, 1).unwrap();
+        }
+        assert!(
+            began.elapsed() < Duration::from_millis(40),
+            "report must not wait"
+        );
+        let flushed = client.flush().await.unwrap();
+        assert_eq!(flushed, Some(38), "the newest offset reaches the tracker");
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.len() < 20, "some reports were merged: {seen:?}");
+        assert_eq!(
+            seen.iter().map(|r| r.count).sum::<u64>(),
+            20,
+            "no message uncounted"
+        );
+        assert!(seen.windows(2).all(|w| w[0].offset < w[1].offset));
+    }
+
+    #[actix_rt::test]
+    async fn the_crash_bound_waits_for_a_store_and_gives_way_to_shutdown() {
+        let (mut client, _seen, stored) = client(Some(10));
+        client.report(9, 8).unwrap();
+        assert!(client.has_room_for(2));
+        assert!(!client.has_room_for(3));
+        let shutdown = CancellationToken::new();
+        let room = tokio::spawn(client.room_for(3, shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!room.is_finished(), "must wait while over the bound");
+        stored.send_replace(StoredProgress {
+            offset: Some(9),
+            processed: 8,
+        });
+        assert!(room.await.unwrap(), "a store makes room");
+        client.report(20, 10).unwrap();
+        let waiting = tokio::spawn(client.room_for(1, shutdown.clone()));
+        shutdown.cancel();
+        assert!(!waiting.await.unwrap(), "shutdown ends the wait");
+    }
+}
