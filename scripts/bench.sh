@@ -9,10 +9,11 @@
 #   scripts/bench.sh --tutorial-messages 50000        shorter tutorial-pattern row
 #   scripts/bench.sh --no-credit-rows                 skip our consumer at initial_credits 1, 2, 4, 10
 #   scripts/bench.sh --no-sub-entry-rows              skip the sub-entry waves (none, zstd) vs plain
+#   scripts/bench.sh --no-io-rows                     skip the async handler (io_handler example)
 #
-# It builds the release binaries, starts the broker if none answers (scripts/broker.sh up),
-# installs GNU time for exact peak RSS figures if /usr/bin/time is missing, and runs
-# target/release/bench. The last line printed is the `bench summary:` line.
+# It builds the release binaries and the consumer's io_handler example, starts the broker if
+# none answers (scripts/broker.sh up), installs GNU time for exact peak RSS figures if
+# /usr/bin/time is missing, and runs target/release/bench. The last line printed is the `bench summary:` line.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ log() { echo "bench.sh: $*" >&2; }
 
 log "building release binaries"
 cargo build --release --quiet -p producer -p consumer -p bench --bins
+# The async-handler rows run the consumer crate's io_handler example.
+cargo build --release --quiet -p consumer --examples
 
 scripts/broker.sh up
 

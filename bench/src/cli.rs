@@ -34,6 +34,29 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_sub_entry_rows: bool,
 
+    /// Skip the async-handler rows: the consumer crate's `io_handler` example at
+    /// `--io-max-in-flight` (256) on a keyed wave of `--messages`, and at max_in_flight = 1 on a
+    /// keyed wave of 3 000.
+    #[arg(long)]
+    pub(crate) no_io_rows: bool,
+
+    /// Milliseconds the `io_handler` example's stand-in I/O call (a sleep) takes per message in
+    /// the async-handler rows (0: no sleep; the limit is then raw consuming).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) io_work_ms: u64,
+
+    /// `processing.max_in_flight` of the first async-handler row.
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(shared::config::MAX_IN_FLIGHT))
+    )]
+    pub(crate) io_max_in_flight: u32,
+
+    /// `processing.ordering` of the first async-handler row (`key`: the wave's 1 000 keys).
+    #[arg(long, value_enum, default_value_t = IoOrdering::Key)]
+    pub(crate) io_ordering: IoOrdering,
+
     /// Directory of the `producer` and `consumer` binaries (default: the bench's own directory,
     /// e.g. target/release).
     #[arg(long, value_name = "DIR")]
@@ -58,6 +81,28 @@ pub(crate) enum RssProbe {
     Proc,
 }
 
+/// `processing.ordering` of the first async-handler row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum IoOrdering {
+    /// By the wave's `key` application property (`processing.key = "property:key"`).
+    Key,
+    /// In any order.
+    Unordered,
+    /// In stream order, one at a time.
+    Partition,
+}
+
+impl IoOrdering {
+    /// Its `processing.ordering` value.
+    pub(crate) fn as_config(self) -> &'static str {
+        match self {
+            IoOrdering::Key => "key",
+            IoOrdering::Unordered => "unordered",
+            IoOrdering::Partition => "partition",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -74,5 +119,16 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--messages", "0"]).is_err());
         let cli = Cli::try_parse_from(["bench", "--rss-messages", "0"]);
         assert!(cli.is_ok_and(|cli| cli.rss_messages == 0 && cli.messages == 1_000_000));
+    }
+
+    #[test]
+    fn the_async_handler_rows_default_to_the_issue_settings() {
+        let cli = Cli::try_parse_from(["bench"]);
+        assert!(cli.is_ok_and(|cli| !cli.no_io_rows
+            && cli.io_work_ms == 1
+            && cli.io_max_in_flight == 256
+            && cli.io_ordering == IoOrdering::Key));
+        assert!(Cli::try_parse_from(["bench", "--io-max-in-flight", "0"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--io-max-in-flight", "10001"]).is_err());
     }
 }

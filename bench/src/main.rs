@@ -15,7 +15,15 @@
 //! 3. **Sub-entries** (issue #15; `--no-sub-entry-rows` skips them): the same wave written as
 //!    sub-entry batches of 100 by the test kit's writer, uncompressed and zstd, each consumed by
 //!    our consumer, between two runs of it on the plain wave; target ≥ 0.9 of the plain rate.
-//! 4. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
+//! 4. **Async handler** (`--no-io-rows` skips them): the consumer crate's `io_handler` example,
+//!    awaiting a 1 ms stand-in I/O call per message, on waves whose messages carry the
+//!    application property `key` = `k{index % 1000}` (published by the raw client): at
+//!    `processing.max_in_flight` = 256 with `ordering = "key"` on `--messages` (rate, peak RSS,
+//!    and the rate against its limit — 256 / 1 ms = 256 000 msg/s, or the raw reference consume
+//!    rate if lower — target ≥ 0.8), then at max_in_flight = 1 on 3 000 messages (~1 000 msg/s)
+//!    for the speed-up. `--io-work-ms`, `--io-max-in-flight` and `--io-ordering` change the first
+//!    row.
+//! 5. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
 //!    0 skips it), under `/usr/bin/time -f %M` (or, without GNU time, by polling `VmHWM`).
 //!
 //! The broker shares the machine's cores with everything, so references and ours run interleaved
@@ -30,16 +38,18 @@
 //!
 //! ```text
 //! cargo build --release -p producer -p consumer -p bench --bins
+//! cargo build --release -p consumer --examples
 //! target/release/bench --messages 1000000 --rss-messages 10000000
 //! ```
 //!
 //! Layout: `cli.rs` (options), `run.rs` (the run: streams, the rows in order, the figures after
 //! them), `raw.rs` (the raw-client reference rows), `ours.rs` (the rows of our binaries),
-//! `sub_entries.rs` (writing the sub-entry waves), `rss.rs`
+//! `sub_entries.rs` (writing the sub-entry waves), `io_rows.rs` (the async-handler rows), `rss.rs`
 //! (peak RSS measurement), `row.rs` (one row's figures and its line), `summary.rs` (the targets
 //! and the final `bench summary:` line).
 
 mod cli;
+mod io_rows;
 mod ours;
 mod raw;
 mod row;

@@ -1,6 +1,7 @@
-//! The rows of our binaries: runs `producer` or `consumer` (under peak RSS measurement) with
-//! `--summary-json`, driven through `OFFSET_TRACKING__…` environment variables, and reads the
-//! results from the JSON summary line it prints on stderr ([`RunSummary::find`]).
+//! The rows of our binaries: runs `producer`, `consumer` or an example of the consumer crate
+//! such as `io_handler` (under peak RSS measurement) with `--summary-json`, driven through
+//! `OFFSET_TRACKING__…` environment variables, and reads the results from the JSON summary line
+//! it prints on stderr ([`RunSummary::find`]).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -73,7 +74,7 @@ impl Ours {
                 count.to_string(),
             ),
         ];
-        let child = self.run("producer", &env, count).await?;
+        let child = self.run("producer", &[], &env, count).await?;
         Ok(Measured {
             peak_rss_kib: child.peak_rss_kib,
             ..producer_row(&child.summary, count)?
@@ -124,16 +125,53 @@ impl Ours {
                 database.display().to_string(),
             ));
         }
-        let child = self.run("consumer", &env, count).await;
+        let child = self.run("consumer", &[], &env, count).await;
         if sqlite_sink {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
             }
         }
-        let child = child?;
+        self.consumer_measured(child?, stream, count, &name).await
+    }
+
+    /// Runs example `example` of the consumer crate (`<bin-dir>/examples/<example>`, which ends
+    /// with a consumer's summary) with `args`, on `stream` from its first message to the marker,
+    /// under a consumer name of its own (the run's, `example`'s and `label`), with `env` on top
+    /// (e.g. `[processing]` settings); then asks the broker which offset it holds for that name.
+    pub(crate) async fn consumer_example(
+        &self,
+        example: &str,
+        args: &[String],
+        stream: &str,
+        count: u64,
+        label: &str,
+        env: &[(&'static str, String)],
+    ) -> Result<Measured> {
+        let name = format!("bench-{}-{example}-{label}-{count}", self.run_id);
+        let mut all = vec![
+            ("OFFSET_TRACKING__STREAM__NAME", stream.to_owned()),
+            ("OFFSET_TRACKING__CONSUMER__NAME", name.clone()),
+            ("OFFSET_TRACKING__CONSUMER__OFFSET", "first".to_owned()),
+        ];
+        all.extend_from_slice(env);
+        let child = self
+            .run(&format!("examples/{example}"), args, &all, count)
+            .await?;
+        self.consumer_measured(child, stream, count, &name).await
+    }
+
+    /// The row of a consumer run `child` on plain stream `stream` under consumer name `name`,
+    /// with the offset the broker holds for that name.
+    async fn consumer_measured(
+        &self,
+        child: ChildRun,
+        stream: &str,
+        count: u64,
+        name: &str,
+    ) -> Result<Measured> {
         let row = consumer_row(&child.summary, stream, count)?;
         let client = connection::client(&self.broker, "bench offset query").await?;
-        let broker_offset = connection::stored_offset(&client, &name, stream).await?;
+        let broker_offset = connection::stored_offset(&client, name, stream).await?;
         if let Err(err) = client.close().await {
             tracing::debug!("closing the offset query client: {err}");
         }
@@ -144,15 +182,26 @@ impl Ours {
         })
     }
 
-    /// Runs one of our binaries with `env` on top of ours and `--summary-json`, measures its
-    /// peak RSS, and reads its JSON summary line. It must finish within a deadline that grows
-    /// with `count`.
-    async fn run(&self, binary: &str, env: &[(&str, String)], count: u64) -> Result<ChildRun> {
+    /// Runs `binary` (a path under the binaries' directory) with `args`, `--summary-json`, and
+    /// `env` on top of ours, measures its peak RSS, and reads its JSON summary line, which must
+    /// be a `producer`'s or a `consumer`'s as its file name says (an example of the consumer
+    /// crate ends with a consumer's). It must finish within a deadline that grows with `count`.
+    async fn run(
+        &self,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        count: u64,
+    ) -> Result<ChildRun> {
         let program = self.bin_dir.join(binary);
-        let rss_file = std::env::temp_dir().join(format!("bench-{}-{binary}.rss", self.run_id));
+        let (file_name, expected) = match binary.rsplit_once('/') {
+            Some((_, example)) => (example, "consumer"),
+            None => (binary, binary),
+        };
+        let rss_file = std::env::temp_dir().join(format!("bench-{}-{file_name}.rss", self.run_id));
         let mut meter = Meter::new(self.rss_probe, rss_file);
         let mut command = meter.command(&program);
-        command.arg("--summary-json");
+        command.args(args).arg("--summary-json");
         if let Some(config) = &self.config_file {
             command.arg("--config").arg(config);
         }
@@ -206,7 +255,7 @@ impl Ours {
                 tail(&stderr, 10)
             )
         })?;
-        if summary.program != binary {
+        if summary.program != expected {
             bail!("{binary} printed the summary of '{}'", summary.program);
         }
         Ok(ChildRun {

@@ -24,6 +24,21 @@ pub(crate) async fn publish(
     stream: &str,
     count: u64,
 ) -> Result<Measured> {
+    publish_messages(environment, stream, count, |index| {
+        Message::builder()
+            .body(producer::wave_body(index, count))
+            .build()
+    })
+    .await
+}
+
+/// [`publish`] of `count` messages built by `message(index)`, in index order.
+pub(crate) async fn publish_messages(
+    environment: &Environment,
+    stream: &str,
+    count: u64,
+    message: impl Fn(u64) -> Message,
+) -> Result<Measured> {
     let producer = environment
         .producer()
         .client_provided_name("bench raw producer")
@@ -33,11 +48,8 @@ pub(crate) async fn publish(
     let confirmations = Confirmations::new();
     let started = Instant::now();
     for index in 0..count {
-        let message = Message::builder()
-            .body(producer::wave_body(index, count))
-            .build();
         producer
-            .send(message, confirmations.callback())
+            .send(message(index), confirmations.callback())
             .await
             .with_context(|| format!("raw publish to '{stream}' failed"))?;
     }

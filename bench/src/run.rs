@@ -13,6 +13,7 @@ use shared::connection;
 use shared::offset_spec::show_offset as show;
 
 use crate::cli::Cli;
+use crate::io_rows::{self, IoSettings, IoStreams};
 use crate::ours::{ConsumerRow, Ours};
 use crate::raw::{self, Tutorial};
 use crate::row::{report, Measured};
@@ -64,6 +65,14 @@ impl Bench {
                     path.display()
                 );
             }
+        }
+        let example = bin_dir.join("examples").join(io_rows::EXAMPLE);
+        if !cli.no_io_rows && !example.is_file() {
+            bail!(
+                "{} is missing: build it with `cargo build --release -p consumer --examples`, \
+                 point --bin-dir at it, or skip its rows with --no-io-rows",
+                example.display()
+            );
         }
         let rss_probe = Probe::resolve(cli.rss_probe)?;
         let millis = SystemTime::now()
@@ -170,7 +179,31 @@ impl Bench {
             Some(self.sub_entry_rows(&main_stream, n).await?)
         };
 
-        // 4. Peak RSS on a large wave.
+        let raw_publish_rate = mean(raw_publish_1.rate, raw_publish_2.rate);
+        let raw_consume_rate = mean(raw_consume_1.rate, raw_consume_2.rate);
+
+        // 4. The async handler on keyed waves: in parallel, then one message at a time.
+        let io = if cli.no_io_rows {
+            None
+        } else {
+            let streams = IoStreams {
+                parallel: self.create_stream("io-keyed").await?,
+                serial: self.create_stream("io-serial").await?,
+            };
+            let settings = IoSettings::row_1(cli);
+            let figures = io_rows::rows(
+                &self.environment,
+                &self.ours,
+                &streams,
+                settings,
+                n,
+                raw_consume_rate,
+            )
+            .await?;
+            Some(figures)
+        };
+
+        // 5. Peak RSS on a large wave.
         let wave = if cli.rss_messages > 0 {
             let stream = self.create_stream("rss").await?;
             let producer = self.ours.producer(&stream, cli.rss_messages).await?;
@@ -193,8 +226,6 @@ impl Bench {
             None
         };
 
-        let raw_publish_rate = mean(raw_publish_1.rate, raw_publish_2.rate);
-        let raw_consume_rate = mean(raw_consume_1.rate, raw_consume_2.rate);
         let credit_ratios = credit_rows
             .iter()
             .map(|(credits, run)| (*credits, run.rate / raw_consume_rate))
@@ -203,6 +234,7 @@ impl Bench {
             credits_vs_raw: credit_ratios,
             subentry_none_vs_plain: sub_entry_rows.map(|r| r.none_vs_plain),
             subentry_zstd_vs_plain: sub_entry_rows.map(|r| r.zstd_vs_plain),
+            io_handler_vs_limit: io.map(|figures| figures.vs_limit),
             rss_messages: cli.rss_messages,
             producer_vs_raw: ours_publish.rate / raw_publish_rate,
             consumer10_vs_raw: ours_10.rate / raw_consume_rate,

@@ -1,6 +1,6 @@
-//! The end of the output: one line per target of issues #5, #9 and #15 (met or missed), the
-//! initial-credit ratios, and the final `bench summary:` line of ratios, stores and peak RSS
-//! figures.
+//! The end of the output: one line per target of issues #5, #9 and #15 and of the async-handler
+//! rows (met or missed), the initial-credit ratios, and the final `bench summary:` line of
+//! ratios, stores and peak RSS figures.
 
 use std::fmt;
 
@@ -15,6 +15,9 @@ const TARGET_SINK_RATIO: f64 = 0.5;
 const TARGET_PEAK_RSS_MIB: f64 = 64.0;
 /// Issue #15: our consumer on a wave written as sub-entries against the same on plain entries.
 const TARGET_SUB_ENTRY_RATIO: f64 = 0.9;
+/// The async handler (1 ms per message, max_in_flight = 256, ordering by key) against its limit:
+/// 256 / 1 ms, or raw consuming if lower.
+const TARGET_IO_HANDLER_RATIO: f64 = 0.8;
 
 /// The `consumer.initial_credits` values of the flow-control rows (issue #15).
 pub(crate) const CREDITS: [u16; 4] = [1, 2, 4, 10];
@@ -39,6 +42,8 @@ pub(crate) struct BenchSummary {
     pub(crate) subentry_none_vs_plain: Option<f64>,
     /// The same on the zstd sub-entry wave.
     pub(crate) subentry_zstd_vs_plain: Option<f64>,
+    /// The async-handler row against its limit (skipped: `None`).
+    pub(crate) io_handler_vs_limit: Option<f64>,
 }
 
 impl BenchSummary {
@@ -76,6 +81,13 @@ impl BenchSummary {
                 ),
                 None => println!("target subentry_{codec}/plain: not measured"),
             }
+        }
+        match self.io_handler_vs_limit {
+            Some(ratio) => println!(
+                "target io_handler/limit >= {TARGET_IO_HANDLER_RATIO}: {ratio:.2} {}",
+                verdict(ratio >= TARGET_IO_HANDLER_RATIO)
+            ),
+            None => println!("target io_handler/limit: not measured"),
         }
         if let Some((best, _)) = self
             .credits_vs_raw
@@ -128,7 +140,7 @@ impl fmt::Display for BenchSummary {
             "bench summary: producer/raw={:.2} consumer@10/raw={:.2} consumer@10/tutorial={:.0} \
              consumer@10000/raw={:.2} sqlite_sink/raw={:.2} stores@10={} stores@10000={} \
              peak_rss_producer={} peak_rss_consumer={} rss_messages={} {} subentry_none/plain={} \
-             subentry_zstd/plain={}",
+             subentry_zstd/plain={} io_handler/limit={}",
             self.producer_vs_raw,
             self.consumer10_vs_raw,
             self.consumer10_vs_tutorial,
@@ -142,6 +154,7 @@ impl fmt::Display for BenchSummary {
             credits.join(" "),
             ratio(self.subentry_none_vs_plain),
             ratio(self.subentry_zstd_vs_plain),
+            ratio(self.io_handler_vs_limit),
         )
     }
 }
@@ -166,6 +179,7 @@ mod tests {
             credits_vs_raw: vec![(1, 0.5), (2, 0.61), (4, 0.7), (10, 0.75)],
             subentry_none_vs_plain: Some(0.97),
             subentry_zstd_vs_plain: None,
+            io_handler_vs_limit: Some(0.853),
         };
         assert_eq!(
             summary.to_string(),
@@ -173,7 +187,8 @@ mod tests {
              consumer@10000/raw=0.97 sqlite_sink/raw=0.55 stores@10=9500 stores@10000=101 \
              peak_rss_producer=16.0MiB peak_rss_consumer=n/a rss_messages=10000000 \
              consumer@credits1/raw=0.50 consumer@credits2/raw=0.61 consumer@credits4/raw=0.70 \
-             consumer@credits10/raw=0.75 subentry_none/plain=0.97 subentry_zstd/plain=n/a"
+             consumer@credits10/raw=0.75 subentry_none/plain=0.97 subentry_zstd/plain=n/a \
+             io_handler/limit=0.85"
         );
     }
 }

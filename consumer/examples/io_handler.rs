@@ -86,14 +86,9 @@ fn main() -> ExitCode {
         Err(err) => return runtime::fail(&err),
     };
     runtime::run(async move {
+        // SIGINT/SIGTERM: finish what runs, store what finished; a second one exits at once.
         let shutdown = CancellationToken::new();
-        let on_signal = shutdown.clone();
-        tokio::spawn(async move {
-            if let Ok(signal) = runtime::shutdown_signal().await {
-                tracing::info!("{signal}: finishing what runs, storing what finished");
-                on_signal.cancel();
-            }
-        });
+        let deadline = consumer::shutdown_deadline(&settings);
         let stream = settings.stream.name.clone();
         let handlers = |partition: Option<&str>| {
             Ok(SlowWrite {
@@ -104,7 +99,8 @@ fn main() -> ExitCode {
                 service: settings.consumer.single_active,
             })
         };
-        let report = consumer::run_async(&settings, handlers, false, shutdown).await?;
+        let run = consumer::run_async(&settings, handlers, false, shutdown.clone());
+        let report = runtime::until_stopped(run, &shutdown, deadline).await?;
         if cli.common.summary_json {
             report.summary().print_json();
         }

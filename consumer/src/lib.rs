@@ -82,17 +82,21 @@ struct TrackerHandles {
     close: Recipient<Close>,
 }
 
+/// Starts the tracker of `stream`. `bounded`: processing waits for its stores (the crash bound);
+/// not when the offsets that resume the consumer are written elsewhere (the SQLite sink's
+/// transactions), so that a broker outage does not stall consumption.
 fn start_tracker<S: OffsetStore>(
     stream: &str,
     store: S,
     settings: &TrackerSettings,
     already_stored: Option<u64>,
+    bounded: bool,
 ) -> TrackerHandles {
     let tracker = Tracker::new(stream, store, settings, already_stored);
     let stored = tracker.stored_progress();
     let tracker = tracker.start();
     // The crash bound: processed beyond the last store, at most the count trigger plus a batch.
-    let bound = (settings.store_every_messages != 0).then(|| {
+    let bound = (bounded && settings.store_every_messages != 0).then(|| {
         settings
             .store_every_messages
             .saturating_add(MAX_BATCH as u64)
@@ -107,6 +111,8 @@ fn start_tracker<S: OffsetStore>(
         link: TrackerLink {
             flusher: client.flusher(),
             stored,
+            activate: tracker.clone().recipient(),
+            deactivate: tracker.clone().recipient(),
         },
         client,
         stats: tracker.clone().recipient(),
@@ -344,6 +350,12 @@ where
     })
 }
 
+/// How long a shutdown may take before a program stops waiting for it: the processing stage's
+/// drain, the final store with its retries, closing the connections.
+pub fn shutdown_deadline(settings: &Settings) -> std::time::Duration {
+    settings.processing.drain_timeout + tracker::FLUSH_PATIENCE + 2 * connection::CLOSE_TIMEOUT
+}
+
 /// One partition, subscribed and ready to run.
 struct Prepared {
     subscription: Subscription,
@@ -434,14 +446,16 @@ async fn prepare(
             broker_store,
             &settings.tracker,
             forward_of(broker_stored),
+            false,
         ),
         Some(database) => start_tracker(
             stream,
             SqliteThenBroker::new(database, broker_store),
             &settings.tracker,
             stored,
+            true,
         ),
-        None => start_tracker(stream, broker_store, &settings.tracker, stored),
+        None => start_tracker(stream, broker_store, &settings.tracker, stored, true),
     };
     Ok(Prepared {
         subscription,

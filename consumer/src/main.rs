@@ -157,17 +157,9 @@ where
     F: FnMut(Option<&str>) -> Result<H>,
 {
     let shutdown = CancellationToken::new();
-    let signals = shutdown.clone();
-    let run = consumer::run(&settings, handlers, replay, shutdown);
-    tokio::pin!(run);
-    let report = tokio::select! {
-        report = &mut run => report,
-        signal = runtime::shutdown_signal() => {
-            tracing::info!("{} received", signal?);
-            signals.cancel();
-            run.await
-        }
-    }?;
+    let deadline = consumer::shutdown_deadline(&settings);
+    let run = consumer::run(&settings, handlers, replay, shutdown.clone());
+    let report = runtime::until_stopped(run, &shutdown, deadline).await?;
     for partition in &report.partitions {
         let outcome = &partition.outcome;
         let seconds = outcome.elapsed.as_secs_f64();

@@ -3,7 +3,8 @@
 //! SIGTERM, interop with the client's own super stream code, and the loss of two nodes of three
 //! (with how a client tells that a stream has lost its quorum, checked on the single broker).
 //! The tests stop nodes, so they take turns ([`cluster_lock`]) and start every node they stopped
-//! again, even when they fail.
+//! again, even when they fail. Those on the cluster are named `on_three_nodes_…`:
+//! `scripts/test.sh` runs them beside the single-broker tests, in a lane of their own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -175,7 +176,7 @@ fn duplicates_and_lost(runs: &[BTreeSet<u64>], log: &[u64]) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
+async fn on_three_nodes_a_replicated_stream_survives_its_leader_killed_mid_wave() {
     const WAVE: u64 = 500_000;
     let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-failover", 0).await;
@@ -254,7 +255,8 @@ async fn a_replicated_stream_survives_its_leader_killed_mid_wave() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost_or_doubled() {
+async fn on_three_nodes_losing_two_nodes_of_three_stalls_clearly_and_recovers_with_nothing_lost_or_doubled(
+) {
     const WAVE: u64 = 400_000;
     let _turn = cluster_lock().await;
     let stream = OwnedStream::on_cluster("cl-2down", 0).await;
@@ -342,7 +344,7 @@ async fn read_super_stream(name: &str, expected: usize) -> BTreeMap<Vec<u8>, Str
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_clients_own_super_stream_code_agrees_on_every_partition() {
+async fn on_three_nodes_the_clients_own_super_stream_code_agrees_on_every_partition() {
     const WAVE: u64 = 3_000;
     let _turn = cluster_lock().await;
     let ours = OwnedStream::on_cluster("cl-interop-ours", 3).await;
@@ -490,7 +492,8 @@ async fn await_stored_to_end(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigterm() {
+async fn on_three_nodes_a_consumer_group_shares_a_super_stream_and_hands_over_on_kill_and_sigterm()
+{
     const STORE_EVERY: u64 = 1000;
     // A crash repeats at most what was processed since the last store: the tracker's bound.
     const BOUND: usize = (STORE_EVERY + 512) as usize;

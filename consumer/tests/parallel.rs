@@ -667,3 +667,33 @@ async fn every_partition_of_a_super_stream_is_processed_in_parallel_and_stored()
         );
     }
 }
+
+/// A slow shutdown: the first SIGTERM waits for in-flight work (here 20 s of it); a second one
+/// exits at once, non-zero, saying what that means; nothing unfinished is stored.
+#[tokio::test]
+async fn a_second_sigterm_during_a_slow_shutdown_exits_at_once() {
+    let stream = TestStream::new("par-twice").await;
+    let name = unique("par-twice");
+    stream.publish_keyed(100, 10).await;
+    let mut cmd = io_handler(&stream.name, &name, "unordered", 4, 20_000);
+    cmd.env("OFFSET_TRACKING__PROCESSING__DRAIN_TIMEOUT", "60s");
+    let mut running = Running::spawn(&mut cmd);
+    running.wait_for_line("Started consuming", LIMIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    running.signal("TERM");
+    running.wait_for_log(&["another SIGINT/SIGTERM exits at once"], LIMIT);
+    let second_at = Instant::now();
+    running.signal("TERM");
+    let out = running.finish(LIMIT);
+    let exited_after = second_at.elapsed();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a second SIGTERM during shutdown"), "{err}");
+    assert!(
+        exited_after < Duration::from_secs(5),
+        "exited {exited_after:?} after the second SIGTERM"
+    );
+    assert!(!stdout_of(&out).contains("handled"), "nothing finished");
+    assert_eq!(stream.stored_offset(&name).await, None);
+    println!("exited {exited_after:?} after the second SIGTERM");
+}

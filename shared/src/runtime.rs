@@ -71,3 +71,37 @@ pub async fn shutdown_signal() -> Result<&'static str> {
         _ = interrupt.recv() => Ok("SIGINT"),
     }
 }
+
+/// Runs `work` to its end. On the first SIGINT/SIGTERM, cancels `shutdown` and waits for `work`
+/// to wind down (finish what runs, store what was processed) — for at most `deadline`; a second
+/// signal, or the deadline, stops waiting at once with an error saying what that means.
+pub async fn until_stopped<T>(
+    work: impl Future<Output = Result<T>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    deadline: std::time::Duration,
+) -> Result<T> {
+    tokio::pin!(work);
+    let first = tokio::select! {
+        done = &mut work => return done,
+        signal = shutdown_signal() => signal?,
+    };
+    tracing::info!(
+        "{first} received: finishing what runs and storing what was processed (at most {}; \
+         another SIGINT/SIGTERM exits at once)",
+        humantime::format_duration(deadline)
+    );
+    shutdown.cancel();
+    let unfinished = "offsets stored so far cover only processed messages; what was processed \
+                      since the last store is processed again by the next run";
+    tokio::select! {
+        done = &mut work => done,
+        second = shutdown_signal() => Err(Error::Local(format!(
+            "a second {} during shutdown: exiting without waiting; {unfinished}",
+            second?
+        ))),
+        () = tokio::time::sleep(deadline) => Err(Error::Local(format!(
+            "shutdown did not end within {}: exiting without waiting; {unfinished}",
+            humantime::format_duration(deadline)
+        ))),
+    }
+}

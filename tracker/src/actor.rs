@@ -16,10 +16,20 @@ use actix::prelude::*;
 use shared::config::TrackerSettings;
 use shared::error::{Error, Result};
 use shared::metrics::TrackerMetrics;
+use shared::offset_spec::show_offset;
+use shared::retry::Backoff;
+use std::rc::Rc;
 use tokio::sync::watch;
 
 use crate::policy::{Progress, StorePolicy};
 use crate::store::OffsetStore;
+
+/// How long a [`Flush`] keeps trying to store and confirm before it fails.
+pub const FLUSH_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Longest one store-and-confirm attempt of a [`Flush`] may take (the client's query has no
+/// deadline of its own).
+const FLUSH_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Room in the tracker's mailbox. Reports are tiny and coalescible: a sender that finds it full
 /// keeps its newest report and sends it with the next one.
@@ -70,6 +80,23 @@ pub struct StoredProgress {
     pub processed: u64,
 }
 
+/// "This consumer is (again) its group's active member, and the group's stored offset is
+/// `stored`": the tracker goes on from there — what it stores next is above `stored` — whatever
+/// this process processed or stored in an earlier activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Activate {
+    /// The group's stored offset, as read when the broker made this member active.
+    pub stored: Option<u64>,
+}
+
+/// "Another member is active now": nothing is stored until the next [`Activate`] — not even a
+/// store that failed earlier and would be tried again — so that this member never overwrites the
+/// offset the next one stores. Send it after the handover's [`Flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Deactivate;
+
 /// Closes the tracker's store connection and stops the actor; send it after the last [`Flush`].
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -77,13 +104,17 @@ pub struct Close;
 
 /// The offset tracker. See the module documentation.
 pub struct Tracker<S: OffsetStore> {
-    store: S,
+    store: Rc<S>,
+    /// The stream (or partition) whose offset this is.
+    stream: String,
     progress: Progress,
     store_every: Option<Duration>,
     stores: u64,
     store_errors: u64,
     stored_signal: watch::Sender<StoredProgress>,
     metrics: TrackerMetrics,
+    /// Whether stores may be made (see [`Deactivate`]).
+    active: bool,
 }
 
 impl<S: OffsetStore> Tracker<S> {
@@ -100,7 +131,8 @@ impl<S: OffsetStore> Tracker<S> {
             every_messages: NonZeroU64::new(settings.store_every_messages),
         };
         Self {
-            store,
+            store: Rc::new(store),
+            stream: stream.to_owned(),
             progress: Progress::new(policy, already_stored),
             store_every: (!settings.store_every.is_zero()).then_some(settings.store_every),
             stores: 0,
@@ -110,6 +142,7 @@ impl<S: OffsetStore> Tracker<S> {
                 processed: 0,
             }),
             metrics: TrackerMetrics::new(stream),
+            active: true,
         }
     }
 
@@ -127,8 +160,20 @@ impl<S: OffsetStore> Tracker<S> {
         }
     }
 
+    /// Publishes that everything reported so far is covered by the last store (reports at or
+    /// below it), so that a consumer waiting on the crash bound goes on.
+    fn all_covered(&mut self) {
+        let processed = self.progress.reported_total();
+        let offset = self.progress.last_stored();
+        self.stored_signal
+            .send_replace(StoredProgress { offset, processed });
+    }
+
     /// Stores `offset`, holding further messages until the write is done.
     fn store(&mut self, offset: u64, ctx: &mut Context<Self>) {
+        if !self.active {
+            return;
+        }
         let processed = self.progress.reported_total();
         let write = self.store.store(offset);
         ctx.wait(write.into_actor(self).map(move |result, tracker, _| {
@@ -171,6 +216,9 @@ impl<S: OffsetStore> Actor for Tracker<S> {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         if let Some(every) = self.store_every {
             ctx.run_interval(every, |tracker, ctx| {
+                if !tracker.active {
+                    return;
+                }
                 if let Some(offset) = tracker.progress.tick() {
                     tracker.store(offset, ctx);
                 }
@@ -185,7 +233,32 @@ impl<S: OffsetStore> Handler<Processed> for Tracker<S> {
     fn handle(&mut self, report: Processed, ctx: &mut Self::Context) {
         if let Some(offset) = self.progress.record(report.offset, report.count) {
             self.store(offset, ctx);
+        } else if self
+            .progress
+            .last_stored()
+            .is_some_and(|stored| report.offset <= stored)
+        {
+            // Already covered by a store (a report below an earlier high-water mark).
+            self.all_covered();
         }
+    }
+}
+
+impl<S: OffsetStore> Handler<Activate> for Tracker<S> {
+    type Result = ();
+
+    fn handle(&mut self, Activate { stored }: Activate, _: &mut Self::Context) {
+        self.active = true;
+        self.progress.resume_from(stored);
+        self.all_covered();
+    }
+}
+
+impl<S: OffsetStore> Handler<Deactivate> for Tracker<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: Deactivate, _: &mut Self::Context) {
+        self.active = false;
     }
 }
 
@@ -193,36 +266,71 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
     type Result = ResponseActFuture<Self, Result<Option<u64>>>;
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
-        let due = self.progress.flush();
+        let due = self.progress.flush().filter(|_| self.active);
         let processed = self.progress.reported_total();
-        let write = due.map(|offset| self.store.store(offset));
-        let read_back = self.store.query();
+        let store = self.store.clone();
+        let stream = self.stream.clone();
         let work = async move {
-            if let Some(write) = write {
-                write.await?;
+            let mut backoff = Backoff::for_(FLUSH_PATIENCE);
+            let mut failures = 0u64;
+            loop {
+                let attempt = async {
+                    if let Some(offset) = due {
+                        store.store(offset).await?;
+                    }
+                    // Same connection, so the broker has handled the store before it answers.
+                    let stored = store.query().await?;
+                    match due {
+                        Some(offset) if stored.is_none_or(|s| s < offset) => Err(Error::Broker {
+                            what: "confirming the last store",
+                            stream: stream.clone(),
+                            reason: format!(
+                                "stored offset {offset}, but the broker holds {}",
+                                show_offset(stored)
+                            ),
+                            source: None,
+                        }),
+                        _ => Ok(stored),
+                    }
+                };
+                let err = match tokio::time::timeout(FLUSH_ATTEMPT, attempt).await {
+                    Ok(Ok(stored)) => return (Ok(stored), failures),
+                    Ok(Err(err)) => err,
+                    Err(_) => Error::Broker {
+                        what: "storing the last processed offset",
+                        stream: stream.clone(),
+                        reason: format!(
+                            "no answer within {}",
+                            humantime::format_duration(FLUSH_ATTEMPT)
+                        ),
+                        source: None,
+                    },
+                };
+                failures += 1;
+                let Some(pause) = backoff.next_pause() else {
+                    return (Err(err), failures);
+                };
+                tracing::warn!(
+                    "{err}; trying again in {}",
+                    humantime::format_duration(pause)
+                );
+                tokio::time::sleep(pause).await;
             }
-            // Same connection, so the broker has handled the store before it answers this query.
-            read_back.await
         };
-        Box::pin(work.into_actor(self).map(move |result, tracker, _| {
-            let stored = match result {
-                Ok(stored) => stored,
-                Err(err) => {
-                    tracker.count_store_error();
-                    return Err(err);
-                }
-            };
-            if let Some(offset) = due {
-                if stored.is_none_or(|s| s < offset) {
-                    tracker.count_store_error();
-                    return Err(Error::Internal(format!(
-                        "stored offset {offset}, but the broker holds {stored:?}"
-                    )));
-                }
-                tracker.acknowledge(offset, processed, Ok(()));
-            }
-            Ok(tracker.progress.last_stored())
-        }))
+        Box::pin(
+            work.into_actor(self)
+                .map(move |(result, failures), tracker, _| {
+                    for _ in 0..failures {
+                        tracker.count_store_error();
+                    }
+                    let stored = result?;
+                    if let Some(offset) = due {
+                        tracker.acknowledge(offset, processed, Ok(()));
+                    }
+                    // What the broker holds, not what this tracker believes.
+                    Ok(stored)
+                }),
+        )
     }
 }
 

@@ -36,7 +36,8 @@ mod sqlite;
 mod store;
 
 pub use actor::{
-    Close, Flush, GetStats, Processed, StoredProgress, Tracker, TrackerStats, MAILBOX_CAPACITY,
+    Activate, Close, Deactivate, Flush, GetStats, Processed, StoredProgress, Tracker, TrackerStats,
+    FLUSH_PATIENCE, MAILBOX_CAPACITY,
 };
 pub use client::{Flusher, TrackerClient};
 pub use sqlite::{Database, SqliteThenBroker};

@@ -38,17 +38,28 @@ impl Progress {
     /// Records `count` messages processed up to `offset`; returns the offset to store if the count
     /// trigger is due.
     pub fn record(&mut self, offset: u64, count: u64) -> Option<u64> {
-        // Offsets only grow on a stream; an older report (it cannot happen, but) changes nothing.
-        if self.newest_processed.is_some_and(|newest| offset <= newest) {
-            return None;
+        // Every report counts, so that the crash-bound accounting always moves on. One at or
+        // below the newest offset (a late report — the sender kept it while its mailbox was full
+        // and a newer one overtook it — or a group member made active again below its own
+        // earlier high-water mark) moves nothing.
+        let count = count.max(1);
+        self.processed_since_store = self.processed_since_store.saturating_add(count);
+        self.reported_total = self.reported_total.saturating_add(count);
+        if self.newest_processed.is_none_or(|newest| offset > newest) {
+            self.newest_processed = Some(offset);
         }
-        self.newest_processed = Some(offset);
-        self.processed_since_store = self.processed_since_store.saturating_add(count.max(1));
-        self.reported_total = self.reported_total.saturating_add(count.max(1));
         match self.policy_every {
             Some(every) if self.processed_since_store >= every => self.due(),
             _ => None,
         }
+    }
+
+    /// Goes on from `stored`, what the broker holds now (another writer — a group's other member —
+    /// may have moved it either way): nothing processed beyond it yet, nothing due.
+    pub fn resume_from(&mut self, stored: Option<u64>) {
+        self.newest_processed = stored;
+        self.last_stored = stored;
+        self.processed_since_store = 0;
     }
 
     /// The timer fired: the offset to store if there was progress since the last store.
@@ -144,6 +155,18 @@ mod tests {
         p.stored(999);
         assert_eq!(p.tick(), None, "no progress since the last store");
         assert_eq!(p.flush(), None);
+    }
+
+    #[test]
+    fn a_late_report_counts_but_moves_nothing_back() {
+        let mut p = Progress::new(every(3), None);
+        assert_eq!(p.record(10, 1), None);
+        assert_eq!(p.record(20, 1), None);
+        // The report of 15 overtaken by 20's: counted (the third message triggers a store),
+        // and the store carries the newest offset.
+        assert_eq!(p.record(15, 1), Some(20));
+        assert_eq!(p.reported_total(), 3);
+        assert_eq!(p.last_processed(), Some(20));
     }
 
     #[test]

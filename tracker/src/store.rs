@@ -93,9 +93,15 @@ impl OffsetStore for BrokerStore {
     fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
         let connect = self.connection();
         let (consumer, stream) = (self.consumer.clone(), self.stream.clone());
+        let slot = self.client.clone();
         Box::pin(async move {
             let client = connect.await?;
-            connection::stored_offset(&client, &consumer, &stream).await
+            let stored = connection::stored_offset(&client, &consumer, &stream).await;
+            if stored.is_err() {
+                // The next attempt opens a fresh connection.
+                slot.borrow_mut().take();
+            }
+            stored
         })
     }
 

@@ -41,7 +41,7 @@ use shared::retry::Backoff;
 use shared::OffsetSpec;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracker::{Flusher, StoredProgress, TrackerClient};
+use tracker::{Activate, Deactivate, Flusher, StoredProgress, TrackerClient};
 
 use super::health::LAG_PROBE_EVERY;
 use super::subscription::{subscribe_error, Subscribed, Subscription};
@@ -99,6 +99,10 @@ pub(crate) struct TrackerLink {
     pub(crate) flusher: Flusher,
     /// What the tracker has stored.
     pub(crate) stored: watch::Receiver<StoredProgress>,
+    /// In a consumer group: "active again, from the group's stored offset".
+    pub(crate) activate: Recipient<Activate>,
+    /// In a consumer group: "another member is active: store nothing".
+    pub(crate) deactivate: Recipient<Deactivate>,
 }
 
 /// An event of subscription number `.0`; `None` when that subscription ended.
@@ -418,7 +422,14 @@ impl ConsumerActor {
             // The new subscription is active only once the broker says so again.
             self.active = false;
             let processed = self.activation_last.take().is_some();
-            self.settle(processed)
+            let settle = self.settle(processed);
+            let deactivate = self.tracker.deactivate.clone();
+            async move {
+                let settled = settle.await;
+                // Whatever happened, the next member's stores must not be overwritten.
+                let _ = deactivate.send(Deactivate).await;
+                settled
+            }
         });
         self.outcome.reconnects += 1;
         self.metrics.resubscribes.increment(1);

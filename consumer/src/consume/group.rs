@@ -12,6 +12,7 @@ use shared::error::{Error, Result};
 use shared::offset_spec::show_offset;
 use shared::retry::Backoff;
 use tokio::sync::oneshot;
+use tracker::{Activate, Deactivate};
 
 use super::actor::ConsumerActor;
 use super::subscription::{start_at, start_position, Subscription};
@@ -55,7 +56,16 @@ impl ConsumerActor {
         ctx: &mut Context<Self>,
     ) {
         let subscription = self.subscription.clone();
-        let query = async move { group_stored_offset(&subscription).await };
+        let activate = self.tracker.activate.clone();
+        let query = async move {
+            let stored = group_stored_offset(&subscription).await?;
+            // The tracker goes on from the group's offset, not from what it stored before.
+            activate
+                .send(Activate { stored })
+                .await
+                .map_err(|_| Error::Internal("the tracker stopped".into()))?;
+            Ok::<_, Error>(stored)
+        };
         ctx.wait(query.into_actor(self).map(move |stored, actor, ctx| {
             let label = actor.subscription.label();
             match stored {
@@ -109,10 +119,13 @@ impl ConsumerActor {
         );
         // The parallel stage finishes (or abandons) what runs; then the store of what finished.
         let settled = self.settle(last.is_some());
+        let deactivate = self.tracker.deactivate.clone();
         let flush = async move {
             if let Err(err) = settled.await {
                 tracing::warn!("{label}storing before the handover: {err}");
             }
+            // From now on the next member stores: this one must not overwrite it.
+            let _ = deactivate.send(Deactivate).await;
         };
         ctx.wait(flush.into_actor(self).map(move |(), _, _| {
             // Ignored by the broker for an inactive member; sent once the offset is stored.

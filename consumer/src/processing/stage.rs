@@ -24,13 +24,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::OptionFuture;
-use futures::FutureExt;
+use futures::future::{BoxFuture, OptionFuture};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use shared::config::{KeySource, Ordering, ProcessingSettings};
 use shared::error::{Error, Result};
 use shared::metrics::ConsumerMetrics;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracker::TrackerClient;
 
@@ -130,7 +130,8 @@ impl Stage {
             window: Window::new(),
             keys: KeyQueues::new(),
             ready: VecDeque::new(),
-            running: JoinSet::new(),
+            running: FuturesUnordered::new(),
+            unreported: None,
             first_admitted: None,
             stop_at: None,
             timestamps: VecDeque::new(),
@@ -251,7 +252,11 @@ struct Worker<A: AsyncHandler> {
     keys: KeyQueues<Delivery>,
     /// Admitted, free to start (their key is not busy), in admission order.
     ready: VecDeque<(Delivery, Option<Vec<u8>>)>,
-    running: JoinSet<Done>,
+    /// The handler's futures under way, polled by this task (no task per delivery: cheaper, and
+    /// an async handler's work is waiting, not computing).
+    running: FuturesUnordered<BoxFuture<'static, Done>>,
+    /// The finished prefix's move not reported yet (reported once per wake-up, not per delivery).
+    unreported: Option<Advance>,
     /// The first delivery ever admitted.
     first_admitted: Option<u64>,
     /// A handler asked to stop after this delivery: what comes before it in the stream still
@@ -282,15 +287,20 @@ impl<A: AsyncHandler> Worker<A> {
                     // The consumer is gone: nobody will store what finishes now.
                     None => break,
                 },
-                Some(done) = self.running.join_next(), if !self.running.is_empty() => {
+                Some(done) = self.running.next(), if !self.running.is_empty() => {
                     self.finished(done);
+                    // Whatever else finished meanwhile, then one report for all of it.
+                    while let Some(Some(done)) = self.running.next().now_or_never() {
+                        self.finished(done);
+                    }
+                    self.report_advance();
                 }
                 Some(_) = OptionFuture::from(bound_wait.as_mut()), if bound_wait.is_some() => {
                     bound_wait = None;
                 }
             }
         }
-        self.running.abort_all();
+        self.running.clear();
     }
 
     fn admit(&mut self, deliveries: Vec<Delivery>, mut permit: OwnedSemaphorePermit) {
@@ -343,7 +353,7 @@ impl<A: AsyncHandler> Worker<A> {
             }
             let handler = self.handler.clone();
             let offset = delivery.offset();
-            self.running.spawn(async move {
+            self.running.push(Box::pin(async move {
                 let work = Contained::new(async move { handler.handle(delivery).await });
                 let result = match AssertUnwindSafe(work).catch_unwind().await {
                     Ok(result) => result,
@@ -357,21 +367,17 @@ impl<A: AsyncHandler> Worker<A> {
                     key,
                     result,
                 }
-            });
+            }));
         }
         None
     }
 
-    fn finished(&mut self, done: std::result::Result<Done, tokio::task::JoinError>) {
-        // A task aborted by a drain: abandoned, never done.
-        let Ok(Done {
+    fn finished(&mut self, done: Done) {
+        let Done {
             offset,
             key,
             result,
-        }) = done
-        else {
-            return;
-        };
+        } = done;
         if let Some(key) = key {
             if let Some(next) = self.keys.finish(&key) {
                 self.ready.push_back((next, Some(key)));
@@ -380,9 +386,13 @@ impl<A: AsyncHandler> Worker<A> {
         match result {
             Ok(flow) => {
                 if let Some(advance) = self.window.finish(offset) {
-                    if let Err(err) = self.advance(advance) {
-                        return self.fail(err);
-                    }
+                    self.unreported = Some(match self.unreported {
+                        Some(earlier) => Advance {
+                            last: advance.last,
+                            count: earlier.count + advance.count,
+                        },
+                        None => advance,
+                    });
                 }
                 if flow == Flow::Stop {
                     self.stop_at = Some(self.stop_at.map_or(offset, |stop| stop.min(offset)));
@@ -399,6 +409,15 @@ impl<A: AsyncHandler> Worker<A> {
         }
     }
 
+    /// Reports the finished prefix's move since the last report, if any.
+    fn report_advance(&mut self) {
+        if let Some(advance) = self.unreported.take() {
+            if let Err(err) = self.advance(advance) {
+                self.fail(err);
+            }
+        }
+    }
+
     /// A handler asked to stop: once everything up to its delivery has finished, halt and say so.
     fn stop_when_done(&mut self) {
         let Some(stop) = self.stop_at else {
@@ -409,6 +428,8 @@ impl<A: AsyncHandler> Worker<A> {
             .first_unfinished()
             .is_none_or(|unfinished| unfinished > stop);
         if done && !self.halted.is_cancelled() {
+            // The tracker hears of everything up to the stop before the consumer does.
+            self.report_advance();
             self.halted.cancel();
             let _ = self
                 .events
@@ -418,6 +439,12 @@ impl<A: AsyncHandler> Worker<A> {
 
     fn fail(&mut self, err: Error) {
         if !self.halted.is_cancelled() {
+            // What finished below the failed delivery still counts.
+            if let Some(advance) = self.unreported.take() {
+                if let Err(err) = self.advance(advance) {
+                    tracing::warn!("{}: {err}", self.stream);
+                }
+            }
             self.halted.cancel();
             let _ = self.events.unbounded_send(StageEvent::Failed(err));
         }
@@ -480,7 +507,7 @@ impl<A: AsyncHandler> Worker<A> {
         tokio::pin!(deadline);
         while !self.running.is_empty() {
             tokio::select! {
-                Some(done) = self.running.join_next() => self.finished(done),
+                Some(done) = self.running.next() => self.finished(done),
                 () = &mut deadline => {
                     tracing::warn!(
                         "{}: {} deliveries still being processed after processing.drain_timeout \
@@ -491,11 +518,12 @@ impl<A: AsyncHandler> Worker<A> {
                         shared::offset_spec::show_offset(self.window.first_unfinished())
                     );
                     abandoned += self.running.len();
-                    self.running.abort_all();
-                    while self.running.join_next().await.is_some() {}
+                    // Dropped unfinished: abandoned, never done.
+                    self.running.clear();
                 }
             }
         }
+        self.report_advance();
         self.ready.clear();
         self.keys.clear();
         self.window.clear();
