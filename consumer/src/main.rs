@@ -106,7 +106,7 @@ impl Cli {
 fn main() -> ExitCode {
     shared::telemetry::init();
     runtime::exit_on_panic(delivery::panic_is_contained);
-    let cli = Cli::parse();
+    let cli: Cli = shared::cli::parse();
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),

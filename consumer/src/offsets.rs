@@ -1,14 +1,17 @@
 //! `consumer offsets show|set`: what `kafka-consumer-groups --describe / --reset-offsets` is for
 //! Kafka users — read a consumer's stored offset with the stream's bounds, or store a new one.
-//! On a super stream (`stream.partitions`), each partition's.
+//! On a super stream (`stream.partitions`), each partition's. With `tracker.store = "sqlite"`,
+//! the offset the consumer resumes from is the SQLite database's: that is the one shown and set
+//! (and the broker's is kept the same, for other tools).
 
 use std::time::Duration;
 
 use rabbitmq_stream_client::Client;
-use shared::config::Settings;
+use shared::config::{OffsetStoreKind, Settings};
 use shared::error::{describe_client_error, Error, Result};
 use shared::offset_spec::show_offset;
 use shared::{connection, OffsetSpec};
+use tracker::Database;
 
 use crate::consume::Reader;
 
@@ -56,6 +59,8 @@ struct Admin {
     streams: Vec<String>,
     consumer: String,
     partitioned: bool,
+    /// With `tracker.store = "sqlite"`: the database the consumer resumes from.
+    sqlite: Option<std::path::PathBuf>,
 }
 
 impl Admin {
@@ -80,6 +85,8 @@ impl Admin {
             streams,
             consumer: settings.consumer.name.clone(),
             partitioned,
+            sqlite: (settings.tracker.store == OffsetStoreKind::Sqlite)
+                .then(|| settings.tracker.sqlite_path.clone()),
         })
     }
 
@@ -108,8 +115,33 @@ impl Admin {
         })
     }
 
+    /// The offset the consumer resumes after: SQLite's with `tracker.store = "sqlite"`.
     async fn stored(&self, stream: &str) -> Result<Option<u64>> {
+        match self.database(stream)? {
+            Some(database) => database.stored_offset(),
+            None => self.broker_stored(stream).await,
+        }
+    }
+
+    /// The offset the broker holds for the consumer.
+    async fn broker_stored(&self, stream: &str) -> Result<Option<u64>> {
         connection::stored_offset(&self.client, &self.consumer, stream).await
+    }
+
+    /// The SQLite database of `stream`'s offset, with `tracker.store = "sqlite"`.
+    fn database(&self, stream: &str) -> Result<Option<Database>> {
+        self.sqlite
+            .as_deref()
+            .map(|path| Database::open(path, stream, &self.consumer))
+            .transpose()
+    }
+
+    /// Where the offset the consumer resumes from is kept, for messages.
+    fn kept_in(&self) -> String {
+        self.sqlite.as_deref().map_or_else(
+            || "on the broker".to_owned(),
+            |path| format!("in SQLite {}", path.display()),
+        )
     }
 
     async fn close(self) {
@@ -136,6 +168,13 @@ pub async fn show(settings: Settings) -> Result<()> {
             println!("partition:      {stream}");
         } else {
             println!("stream:         {stream}");
+        }
+        if admin.sqlite.is_some() {
+            println!(
+                "kept:           {} (tracker.store = \"sqlite\"); the broker holds {}",
+                admin.kept_in(),
+                show_offset(admin.broker_stored(stream).await?)
+            );
         }
         match stored {
             Some(offset) => println!(
@@ -227,16 +266,29 @@ async fn set_one(admin: &Admin, stream: &str, target: Target) -> Result<()> {
             source: Some(Box::new(err)),
         })?;
     // The store has no reply: read it back on the same connection to be sure it was taken.
-    let stored = admin.stored(stream).await?;
-    if stored != Some(offset) {
+    let on_broker = admin.broker_stored(stream).await?;
+    if on_broker != Some(offset) {
         return Err(Error::Internal(format!(
             "stored {offset}, but the broker holds {}",
-            show_offset(stored)
+            show_offset(on_broker)
         )));
     }
+    // With SQLite, the consumer resumes from there: that is the store that counts.
+    if let Some(database) = admin.database(stream)? {
+        database.store_offset(offset)?;
+        let stored = database.stored_offset()?;
+        if stored != Some(offset) {
+            return Err(Error::Internal(format!(
+                "stored {offset}, but SQLite holds {}",
+                show_offset(stored)
+            )));
+        }
+    }
     println!(
-        "stored offset {offset} for consumer '{}' on stream '{stream}': the next run starts at {}",
+        "stored offset {offset} for consumer '{}' on stream '{stream}' {}: the next run starts \
+         at {}",
         admin.consumer,
+        admin.kept_in(),
         offset + 1
     );
     Ok(())

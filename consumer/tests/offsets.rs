@@ -115,3 +115,49 @@ async fn bad_targets_and_unknown_streams_exit_2_and_store_nothing() {
     assert_eq!(garbage.status.code(), Some(2));
     assert_eq!(stream.stored_offset(&name).await, None);
 }
+
+/// With `tracker.store = "sqlite"` the consumer resumes from SQLite: `offsets set` sets that (and
+/// the broker's), `offsets show` reads it, and the next run starts right after it.
+#[tokio::test]
+async fn with_the_sqlite_store_set_and_show_act_on_the_offset_the_consumer_resumes_from() {
+    let stream = TestStream::new("o-sqlite").await;
+    let name = unique("o-sqlite");
+    stream.publish_wave(100).await;
+    let log: Vec<u64> = stream.offsets().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("offsets.sqlite");
+    let with_sqlite = |cmd: &mut Command| {
+        cmd.env("OFFSET_TRACKING__TRACKER__STORE", "sqlite")
+            .env("OFFSET_TRACKING__TRACKER__SQLITE_PATH", &database);
+    };
+
+    // A first run stores the marker's offset in SQLite.
+    let mut first = consumer(&stream.name, &name);
+    with_sqlite(&mut first);
+    let (_, messages) = consumed(&run_with_deadline(&mut first, LIMIT), &stream.name);
+    assert_eq!(messages, 100);
+
+    let target = log[59];
+    let mut set = consumer(&stream.name, &name);
+    with_sqlite(set.args(["offsets", "set", "--to", &target.to_string()]));
+    let set = run_with_deadline(&mut set, LIMIT);
+    assert!(set.status.success(), "{}", stderr_of(&set));
+    assert!(stdout_of(&set).contains("in SQLite"), "{}", stdout_of(&set));
+
+    let mut show = consumer(&stream.name, &name);
+    with_sqlite(show.args(["offsets", "show"]));
+    let show = stdout_of(&run_with_deadline(&mut show, LIMIT));
+    assert!(
+        show.contains(&format!("stored offset:  {target} ")),
+        "{show}"
+    );
+
+    let mut again = consumer(&stream.name, &name);
+    with_sqlite(&mut again);
+    let (first_offset, messages) = consumed(&run_with_deadline(&mut again, LIMIT), &stream.name);
+    assert_eq!(
+        first_offset, log[60],
+        "resumes right after the offset set in SQLite"
+    );
+    assert_eq!(messages, 40);
+}

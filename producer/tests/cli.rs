@@ -50,3 +50,26 @@ async fn count_and_stream_flags_set_the_wave() {
     );
     assert_eq!(stream.read_all().await.len(), 7);
 }
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable_and_a_bad_flag_the_flag() {
+    let from_env = run_with_deadline(
+        our_binary(env!("CARGO_BIN_EXE_producer"))
+            .env("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT", "lots"),
+        LIMIT,
+    );
+    let err = String::from_utf8_lossy(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT=lots: invalid value"),
+        "{err}"
+    );
+    let from_flag = run_with_deadline(
+        our_binary(env!("CARGO_BIN_EXE_producer")).args(["--count", "lots"]),
+        LIMIT,
+    );
+    let err = String::from_utf8_lossy(&from_flag.stderr);
+    assert_eq!(from_flag.status.code(), Some(2), "{err}");
+    assert!(err.contains("'--count <N>'"), "{err}");
+    assert!(!err.contains("OFFSET_TRACKING__"), "{err}");
+}

@@ -93,3 +93,62 @@ pub fn push<T: ToString>(
 pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 runtime failure (broker, stream, unconfirmed messages); \
 2 usage or configuration error.\nPrecedence: flag > OFFSET_TRACKING__<SECTION>__<KEY> environment > \
 --config file > built-in default. Diagnostics go to stderr (RUST_LOG, default info).";
+
+/// Parses the command line like [`clap::Parser::parse`], except that a bad value which came from
+/// an environment variable (a flag backed by `env = "OFFSET_TRACKING__…"`) is reported naming
+/// that variable, not the flag the user never typed; exits 2 either way.
+pub fn parse<P: clap::Parser>() -> P {
+    match P::try_parse() {
+        Ok(parsed) => parsed,
+        Err(err) => match from_environment(&err, &P::command()) {
+            Some(message) => {
+                eprintln!("error: {message}");
+                std::process::exit(2);
+            }
+            None => err.exit(),
+        },
+    }
+}
+
+/// When `err` is a bad value for a flag that was not on the command line but in its environment
+/// variable, the message to print instead, naming the variable.
+fn from_environment(err: &clap::Error, command: &clap::Command) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    // "--count <N>" → the argument whose long name is "count".
+    let long = arg.trim_start_matches('-').split_whitespace().next()?;
+    let flag_given =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if flag_given {
+        return None;
+    }
+    let all_args = command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(clap::Command::get_arguments),
+    );
+    let var = all_args
+        .filter(|a| a.get_long() == Some(long))
+        .find_map(|a| a.get_env())?
+        .to_string_lossy()
+        .into_owned();
+    if std::env::var(&var).ok().as_deref() != Some(value.as_str()) {
+        return None;
+    }
+    let why = std::error::Error::source(err)
+        .map_or_else(|| "not a valid value".to_owned(), ToString::to_string);
+    Some(format!(
+        "{var}={value}: invalid value (for --{long}): {why}"
+    ))
+}
