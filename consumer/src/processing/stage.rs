@@ -15,7 +15,9 @@
 //!   started, waits `processing.drain_timeout` for what has, then abandons the rest: abandoned
 //!   work never counts as done.
 //!
-//! The stage is a task of its own; the consumer actor holds its [`Stage`] handle.
+//! The stage is a task of its own, which polls the handler's futures itself (no task per
+//! delivery) and reports the prefix once per wake-up; the consumer actor holds its [`Stage`]
+//! handle.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -227,7 +229,7 @@ impl Stage {
     }
 }
 
-/// A delivery's result, as its task returns it.
+/// A delivery's result, as its future returns it.
 struct Done {
     offset: u64,
     key: Option<Vec<u8>>,
