@@ -23,6 +23,15 @@ pub fn panic_is_contained() -> bool {
     CONTAINING.get()
 }
 
+/// A panic's message, from its payload (`panic!` makes a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,7 @@ pub use chunk::{
 };
 pub use compression::Compression;
 pub use connection::ConnectOptions;
-pub use contain::panic_is_contained;
+pub use contain::{panic_is_contained, panic_message};
 pub use error::DeliveryError;
 pub use rabbitmq_stream_protocol::message::Message;
 pub use rabbitmq_stream_protocol::ResponseCode;

@@ -397,12 +397,7 @@ fn for_caller(
 
 fn panicked(stream: &str, e: tokio::task::JoinError) -> DeliveryError {
     let message = if e.is_panic() {
-        let payload = e.into_panic();
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(not a string)".to_owned())
+        crate::contain::panic_message(e.into_panic().as_ref())
     } else {
         "the task was cancelled".to_owned()
     };

@@ -268,40 +268,11 @@ async fn publish_raw(
     stream: &str,
     bodies: impl Iterator<Item = Option<Vec<u8>>>,
 ) -> u64 {
-    let producer = env.producer().build(stream).await.unwrap();
-    let sent = Arc::new(AtomicU64::new(0));
-    let confirmed = Arc::new(AtomicU64::new(0));
-    for body in bodies {
-        let message = match body {
-            Some(body) => Message::builder().body(body).build(),
-            None => Message::builder().build(),
-        };
-        sent.fetch_add(1, Ordering::Relaxed);
-        let confirmed = confirmed.clone();
-        producer
-            .send(message, move |status| {
-                let confirmed = confirmed.clone();
-                async move {
-                    assert!(
-                        status.unwrap().confirmed(),
-                        "the broker rejected a test message"
-                    );
-                    confirmed.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .await
-            .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while confirmed.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed) {
-        assert!(
-            Instant::now() < deadline,
-            "test messages were not confirmed in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    producer.close().await.unwrap();
-    sent.load(Ordering::Relaxed)
+    let messages = bodies.map(|body| match body {
+        Some(body) => Message::builder().body(body).build(),
+        None => Message::builder().build(),
+    });
+    publish_messages(env, stream, messages).await
 }
 
 /// The offsets a run processed on `stream`, from its per-batch debug lines

@@ -361,7 +361,7 @@ impl<A: AsyncHandler> Worker<A> {
                     Ok(result) => result,
                     Err(panic) => Err(Error::Internal(format!(
                         "the handler panicked: {}",
-                        panic_message(panic.as_ref())
+                        delivery::panic_message(panic.as_ref())
                     ))),
                 };
                 Done {
@@ -535,14 +535,6 @@ impl<A: AsyncHandler> Worker<A> {
         }
         Drained { abandoned }
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 #[cfg(test)]
