@@ -72,11 +72,6 @@ impl TrackerClient {
         }
     }
 
-    /// What the tracker has stored so far.
-    pub fn stored(&self) -> StoredProgress {
-        *self.stored.borrow()
-    }
-
     /// `count` messages up to `offset` are processed: hands that to the tracker without waiting.
     /// A full mailbox keeps the report here, merged into the next one.
     pub fn report(&mut self, offset: u64, count: u64) -> Result<()> {
