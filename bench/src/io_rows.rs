@@ -1,5 +1,6 @@
 //! The async-handler rows: the consumer crate's `io_handler` example — an async handler that
-//! awaits a stand-in I/O call (`tokio::time::sleep(--work-ms)`) per message — on keyed waves.
+//! awaits a stand-in I/O call (a precise `--work-ms` timer, see the example's doc) per message —
+//! on keyed waves.
 //!
 //! - The keyed wave: the producer library's bodies ([`producer::wave_body`], the last one the
 //!   marker at which `io_handler` stops), each with the application property `key` =

@@ -260,7 +260,6 @@ impl Reader<'_> {
 }
 
 /// A protocol string (i16 length + bytes), for building raw frames.
-#[cfg(test)]
 pub(crate) fn put_string(out: &mut Vec<u8>, s: &str) {
     let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
     out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());

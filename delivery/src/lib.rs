@@ -42,6 +42,8 @@
 //! - `connection` — [`ConnectOptions`]; TCP/TLS connect and the handshake.
 //! - `subscription` — [`Subscription`] and its task: Subscribe, credits, heartbeats, single
 //!   active consumer, metadata updates, closing; [`Event`], [`StartAt`], [`SubscribeOptions`].
+//! - `query` — [`QueryConnection`]: a long-lived connection shared by many callers for Metadata,
+//!   StreamStats and a peek at a stream's last chunk, each under a deadline.
 //! - `error` — [`DeliveryError`].
 //! - `contain` — the protocol crate's decoders can panic on malformed input: contained, reported
 //!   as errors, and [`panic_is_contained`] tells a process-wide panic hook to let them pass.
@@ -67,6 +69,7 @@ mod connection;
 mod contain;
 mod error;
 mod frame;
+mod query;
 mod subscription;
 
 pub use chunk::{
@@ -76,6 +79,7 @@ pub use compression::Compression;
 pub use connection::ConnectOptions;
 pub use contain::{panic_is_contained, panic_message};
 pub use error::DeliveryError;
+pub use query::{QueryConnection, StreamMetadata};
 pub use rabbitmq_stream_protocol::message::Message;
 pub use rabbitmq_stream_protocol::ResponseCode;
 pub use subscription::{CloseReason, Closer, Event, StartAt, SubscribeOptions, Subscription};

@@ -13,6 +13,7 @@
 //! | [`streams`] | unique names, [`streams::TestStream`] and [`streams::OwnedStream`] deleted on drop, the producer's wave, the offsets a run processed |
 //! | [`process`] | our binaries: building and locating them, running them under a deadline, [`process::Running`] in the background, kill loops, their output |
 //! | [`proxy`] | [`proxy::StoreCountingProxy`], counting the offset stores that cross the wire |
+//! | [`connections`] | [`connections::ConnectionCountingProxy`], counting the connections a process opens |
 //! | [`summary`] | a run's typed summary ([`shared::summary::RunSummary`]) from its output |
 //! | [`peer`] | writers of sub-entry batches: [`peer::sub_entries::SubEntryPublisher`] (ours, every codec, unknown codec codes) and Python `rstream` ([`peer::rstream`]) |
 //! | [`oracle`] | reading a stream back with the `delivery` crate's subscription (the raw client panics on sub-entries) |
@@ -20,6 +21,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod connections;
 pub mod oracle;
 pub mod peer;
 pub mod process;

@@ -8,10 +8,12 @@
 //! - `group`: consumer groups — becoming active (from the group's stored offset) or inactive
 //!   (flushing before the handover).
 //! - `health`: the lag to the stream's end, and the idle check (deleted, leaderless, moved).
+//! - `queries`: the process's long-lived query connections (one per node) that `health` asks.
 
 mod actor;
 mod group;
 mod health;
+mod queries;
 mod subscription;
 
 pub use actor::Outcome;

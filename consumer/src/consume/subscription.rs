@@ -1,7 +1,8 @@
 //! Attaching to a stream on the consumer's own delivery path (the `delivery` crate): where to
 //! start (the resume rule), which node to read from (a replica when there is one, as the other
 //! RabbitMQ stream clients do, else the leader), the subscription itself with the broker's
-//! answers mapped to the workspace's errors, and the stream's end for the lag.
+//! answers mapped to the workspace's errors; the stream's nodes are asked on the process's kept
+//! query connection (`queries`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use shared::config::{BrokerSettings, Endpoint};
 use shared::connection::{self, Members};
 use shared::error::{Error, Result};
 use shared::{routing, OffsetSpec};
+
+use super::queries::Queries;
 
 /// What a subscription that fails to open was doing, in errors.
 const SUBSCRIBING: &str = "cannot subscribe";
@@ -91,12 +94,13 @@ impl Subscription {
         self.reader().open(options, connection_name).await
     }
 
-    /// The offset of the stream's last message, read on a subscription of its own; `None` for a
-    /// stream without messages (nothing within `wait`).
-    pub(crate) async fn stream_end(&self, wait: Duration) -> Result<Option<u64>> {
-        self.reader()
-            .delivered_offset(&self.stream, OffsetSpec::Last, true, wait)
-            .await
+    /// The process's long-lived query connections, for this consumer's broker and TLS: what the
+    /// lag probe and the idle check ask, instead of opening connections of their own.
+    pub(crate) fn queries(&self) -> Queries<'_> {
+        Queries {
+            broker: &self.broker,
+            tls: self.tls.clone(),
+        }
     }
 
     /// Opens subscriptions as this consumer: its broker, TLS and replica preference.
@@ -162,13 +166,11 @@ impl Reader<'_> {
         if self.broker.load_balancer_mode {
             return Ok(self.broker.endpoints());
         }
-        let admin = connection::client(self.broker, "stream check").await?;
-        let members = connection::stream_members(&admin, stream, SUBSCRIBING).await;
-        connection::close_within("a stream check connection", admin.close()).await;
+        // Asked on the process's kept query connection, not on one of its own.
         let Members {
             leader,
             mut replicas,
-        } = members?;
+        } = self.queries().members(stream, SUBSCRIBING).await?;
         if !replicas.is_empty() {
             let turn = self.spread % replicas.len();
             replicas.rotate_left(turn);
@@ -178,16 +180,14 @@ impl Reader<'_> {
     }
 
     fn connect_options(&self, node: &Endpoint, connection_name: &str) -> ConnectOptions {
-        ConnectOptions {
-            host: node.host.clone(),
-            port: node.port,
-            username: self.broker.username.clone(),
-            password: self.broker.password.expose().to_owned(),
-            virtual_host: self.broker.virtual_host.clone(),
-            heartbeat: self.broker.heartbeat,
-            connect_timeout: self.broker.connect_timeout,
+        connect_options(self.broker, self.tls.clone(), node, connection_name)
+    }
+
+    /// The process's query connections, for this reader's broker and TLS.
+    fn queries(&self) -> Queries<'_> {
+        Queries {
+            broker: self.broker,
             tls: self.tls.clone(),
-            connection_name: Some(connection_name.to_owned()),
         }
     }
 
@@ -238,6 +238,26 @@ impl Reader<'_> {
             Some(err) => Err(err),
             None => Ok(seen),
         }
+    }
+}
+
+/// How to connect to `node` with `broker`'s credentials and `tls`.
+pub(super) fn connect_options(
+    broker: &BrokerSettings,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    node: &Endpoint,
+    connection_name: &str,
+) -> ConnectOptions {
+    ConnectOptions {
+        host: node.host.clone(),
+        port: node.port,
+        username: broker.username.clone(),
+        password: broker.password.expose().to_owned(),
+        virtual_host: broker.virtual_host.clone(),
+        heartbeat: broker.heartbeat,
+        connect_timeout: broker.connect_timeout,
+        tls,
+        connection_name: Some(connection_name.to_owned()),
     }
 }
 

@@ -40,17 +40,29 @@ pub async fn ensure_stream(
     stream: &StreamSettings,
 ) -> Result<Vec<String>> {
     let admin = client(broker, "stream check").await?;
-    let result = async {
-        let streams = ensure_stream_with(environment, &admin, stream).await?;
-        for name in &streams {
-            await_available(&admin, name, broker.connect_timeout).await?;
-        }
-        Ok(streams)
-    }
-    .await;
+    let result = ensure_stream_with(environment, &admin, stream).await;
     close_within("a stream check connection", admin.close()).await;
-    result
+    let streams = result?;
+    // A fresh connection for every few streams: the stream client 0.11 decodes a response
+    // before all of it has arrived, and panics ("mid > len") when a Metadata response straddles
+    // its 8 KiB read buffer — which one connection asking about 100 partitions reaches.
+    for batch in streams.chunks(STREAMS_PER_CHECK_CONNECTION) {
+        let admin = client(broker, "stream check").await?;
+        let checked = async {
+            for name in batch {
+                await_available(&admin, name, broker.connect_timeout).await?;
+            }
+            Ok(())
+        }
+        .await;
+        close_within("a stream check connection", admin.close()).await;
+        checked?;
+    }
+    Ok(streams)
 }
+
+/// How many streams one stream-check connection is asked about (see [`ensure_stream`]).
+const STREAMS_PER_CHECK_CONNECTION: usize = 16;
 
 /// Waits up to `limit` for `stream` to have a leader: on a cluster, a stream just created (or one
 /// whose leader just failed) has none for a moment, and the client calls that "does not exist".
@@ -132,13 +144,8 @@ async fn ensure_stream_with(
              the broker ({list}); set stream.partitions = {has} or use another stream.name"
         )));
     }
-    for partition in &found {
-        if !stream_exists(admin, partition).await? {
-            return Err(Error::StreamNotFound {
-                stream: partition.clone(),
-            });
-        }
-    }
+    // Each partition's existence is checked by the caller (`await_available`: a missing one is
+    // `StreamNotFound`).
     Ok(found)
 }
 
