@@ -153,7 +153,7 @@ impl TutorialHandler {
 impl Handler for TutorialHandler {
     fn handle(&mut self, deliveries: &[Delivery]) -> Result<Handled> {
         if self.first_offset.is_none() {
-            println!("First message received{}", self.on());
+            shared::runtime::stdout::status(format_args!("First message received{}", self.on()));
             self.first_offset = deliveries.first().map(Delivery::offset);
         }
         let is_marker = |delivery: &Delivery| {
@@ -164,7 +164,11 @@ impl Handler for TutorialHandler {
         };
         if self.service {
             for marker in deliveries.iter().filter(|d| is_marker(d)) {
-                println!("Marker received{} offset: {}", self.on(), marker.offset());
+                shared::runtime::stdout::status(format_args!(
+                    "Marker received{} offset: {}",
+                    self.on(),
+                    marker.offset()
+                ));
             }
             self.last_offset = deliveries.last().map(Delivery::offset);
             return Ok(Handled::all(deliveries.len()));
@@ -179,11 +183,11 @@ impl Handler for TutorialHandler {
     }
 
     fn stopped(&mut self) {
-        println!(
+        shared::runtime::stdout::status(format_args!(
             "Done consuming{} first_offset: {} last_offset: {}",
             self.on(),
             self.first_offset.unwrap_or_default(),
             self.last_offset.unwrap_or_default()
-        );
+        ));
     }
 }

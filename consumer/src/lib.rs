@@ -39,12 +39,16 @@
 //! | `processing/stage.rs` | the parallel stage: an [`AsyncHandler`] on many deliveries at once, reporting only the finished prefix |
 //! | `processing/window.rs`, `keys.rs`, `key.rs` | the finished prefix; one delivery per key at a time; where a key comes from |
 //! | `processing/contain.rs` | a handler's panic becomes the run's error |
+//! | `attach.rs` | the streams to consume exist (created only with `consumer.create_stream`); a line when attaching at the end or to an empty stream |
+//! | `print.rs` | [`PrintHandler`] (`consumer --print`: each message through a `--format` template) and [`Limit`] (`--max-messages`) |
 //! | `offsets.rs` | `consumer offsets show/set`: a consumer's stored offset beside the stream's bounds, or a new one |
 //! | `main.rs` | the `consumer` binary: flags, signals, the summary |
 
+mod attach;
 mod consume;
 mod handler;
 pub mod offsets;
+mod print;
 mod processing;
 mod sqlite_sink;
 
@@ -71,6 +75,7 @@ use processing::Stage;
 
 pub use consume::Outcome;
 pub use handler::{AsyncHandler, Delivery, Flow, Handled, Handler, Message, TutorialHandler};
+pub use print::{escape_body, Format, Limit, PrintArgs, PrintHandler};
 pub use processing::panic_is_contained;
 pub use sqlite_sink::SqliteSink;
 
@@ -188,6 +193,9 @@ impl Report {
 /// or `shutdown` is cancelled; a tracker per partition stores progress as `settings.tracker` says
 /// and flushes at the end. One partition failing stops the others (each flushes) and fails the run.
 ///
+/// The stream (or super stream) must exist — the producer creates it — unless
+/// `consumer.create_stream`: a missing one is [`Error::Usage`] naming it, and nothing is created.
+///
 /// Resume rule, per partition: an offset stored for the name resumes right after it (unless
 /// `replay`, which ignores it once); with none stored, `settings.consumer.offset` applies. In a
 /// consumer group (`consumer.single_active`) the broker says which member consumes a partition,
@@ -281,8 +289,9 @@ where
     }
     let environment =
         connection::environment(&settings.broker, &format!("consumer {name}")).await?;
-    let streams =
-        connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
+    // Created here only with consumer.create_stream: a mistyped name is an error, not a new
+    // stream waited on for ever.
+    let streams = attach::streams_to_consume(&environment, settings).await?;
     let partitioned = settings.stream.partitions > 0;
     if settings.consumer.single_active {
         tracing::info!(
@@ -299,7 +308,7 @@ where
     for stream in &streams {
         prepared.push(prepare(settings, tls.clone(), stream, partitioned, replay).await?);
     }
-    println!("Started consuming");
+    shared::runtime::stdout::status(format_args!("Started consuming"));
 
     // One partition failing stops the others, each flushing what it processed.
     let stop = shutdown.child_token();
@@ -411,6 +420,11 @@ async fn prepare(
                 )
             }
         }
+        let queries = consume::Queries {
+            broker: &settings.broker,
+            tls: tls.clone(),
+        };
+        attach::say_where(&queries, stream, position, &label).await;
     }
 
     let group = settings.consumer.single_active.then(|| Group {

@@ -5,10 +5,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use consumer::{Handler, SqliteSink, TutorialHandler};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use consumer::{Handler, Limit, PrintHandler, SqliteSink, TutorialHandler};
 use shared::cli::{push, CommonArgs};
 use shared::config::{Settings, SinkKind};
-use shared::error::Result;
+use shared::error::{Error, Result};
 use shared::offset_spec::show_offset as show;
 use shared::{runtime, OffsetSpec};
 use tokio_util::sync::CancellationToken;
@@ -61,31 +64,27 @@ struct Cli {
         env = "OFFSET_TRACKING__TRACKER__STORE_EVERY"
     )]
     store_every: Option<String>,
+
+    /// Create the stream (or super stream) with the [stream] settings if it does not exist;
+    /// without it a missing stream is an error: the producer creates streams
+    /// (consumer.create_stream) [default: false]
+    #[arg(long)]
+    create_stream: bool,
+
+    #[command(flatten)]
+    output: consumer::PrintArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Read or change a consumer's stored offset (`--name`, `--stream` select it)
+    /// Read, move, export or import stored offsets (`--name a,b` selects consumers, `--stream`
+    /// the stream): what kafka-consumer-groups is for Kafka users
     Offsets {
         #[command(subcommand)]
-        action: OffsetsAction,
+        action: consumer::offsets::OffsetsAction,
     },
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum OffsetsAction {
-    /// The stored offset, the stream's first and last offsets, and the lag; "none stored" is a
-    /// normal answer
-    Show,
-    /// Store an offset as the last processed one: the next run starts right after it
-    Set {
-        /// An offset; `last` (skip the backlog); or `timestamp:<RFC 3339>`, which stores the
-        /// offset before the first message the broker delivers for that time (chunk
-        /// granularity, as the broker attaches). To re-read from the very start, run the
-        /// consumer with --replay instead: RabbitMQ cannot store an offset before 0
-        #[arg(long, value_name = "TARGET")]
-        to: consumer::offsets::Target,
-    },
+    #[command(flatten)]
+    About(shared::cli::AboutSelf),
 }
 
 impl Cli {
@@ -99,6 +98,9 @@ impl Cli {
             &self.store_every_messages,
         );
         push(&mut own, "tracker.store_every", &self.store_every);
+        if self.create_stream {
+            own.push(("consumer.create_stream", "true".into()));
+        }
         self.common.load(own)
     }
 }
@@ -107,41 +109,79 @@ fn main() -> ExitCode {
     shared::telemetry::init();
     runtime::exit_on_panic(delivery::panic_is_contained);
     let cli: Cli = shared::cli::parse();
+    if let Some(Command::About(about)) = &cli.command {
+        // Before the configuration: completions and the man page work whatever it says.
+        return match about.print::<Cli>() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => runtime::fail(&err),
+        };
+    }
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };
     match cli.command {
-        None => runtime::run(consume(settings, cli.replay, cli.common.summary_json)),
-        Some(Command::Offsets {
-            action: OffsetsAction::Show,
-        }) => runtime::run(consumer::offsets::show(settings)),
-        Some(Command::Offsets {
-            action: OffsetsAction::Set { to },
-        }) => runtime::run(consumer::offsets::set(settings, to)),
+        None => runtime::run(consume(
+            settings,
+            cli.replay,
+            cli.common.summary_json,
+            cli.output,
+        )),
+        Some(Command::About(_)) => ExitCode::SUCCESS,
+        Some(Command::Offsets { action }) => {
+            runtime::run(consumer::offsets::run(settings, action, cli.name))
+        }
     }
 }
 
-/// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`] (or the SQLite sink),
-/// stopped by SIGINT/SIGTERM, ending with the summary line.
-async fn consume(settings: Settings, replay: bool, summary_json: bool) -> Result<()> {
+/// The tutorial's run: [`consumer::run`] with the [`TutorialHandler`] (or the SQLite sink, or
+/// `--print`'s [`PrintHandler`]), within `--max-messages`, stopped by SIGINT/SIGTERM or a
+/// closed stdout, ending with the summary line.
+async fn consume(
+    settings: Settings,
+    replay: bool,
+    summary_json: bool,
+    output: consumer::PrintArgs,
+) -> Result<()> {
     let service = settings.consumer.single_active;
-    match settings.consumer.sink {
-        SinkKind::None => {
+    let shutdown = CancellationToken::new();
+    // Without --max-messages, a budget never spent.
+    let budget = Arc::new(AtomicU64::new(output.max_messages.unwrap_or(u64::MAX)));
+    match (output.printing(), settings.consumer.sink) {
+        (Some(_), SinkKind::Sqlite) => Err(Error::Usage(
+            "--print and consumer.sink = \"sqlite\" are two ways of processing: choose one".into(),
+        )),
+        (Some(format), SinkKind::None) => {
+            shared::runtime::stdout::records_only();
+            let (format, stream) = (Arc::new(format), settings.stream.name.clone());
             let handlers = |partition: Option<&str>| {
-                Ok(TutorialHandler::new(partition.map(str::to_owned), service))
+                let on = partition.unwrap_or(&stream).to_owned();
+                Ok(Limit::new(
+                    PrintHandler::new(format.clone(), on, service),
+                    budget.clone(),
+                    shutdown.clone(),
+                ))
             };
-            consume_with(settings, handlers, replay, summary_json).await
+            consume_with(settings, handlers, replay, summary_json, shutdown.clone()).await
         }
-        SinkKind::Sqlite => {
+        (None, SinkKind::None) => {
+            let handlers = |partition: Option<&str>| {
+                let handler = TutorialHandler::new(partition.map(str::to_owned), service);
+                Ok(Limit::new(handler, budget.clone(), shutdown.clone()))
+            };
+            consume_with(settings, handlers, replay, summary_json, shutdown.clone()).await
+        }
+        (None, SinkKind::Sqlite) => {
             let (path, stream, name) = (
                 settings.tracker.sqlite_path.clone(),
                 settings.stream.name.clone(),
                 settings.consumer.name.clone(),
             );
-            let handlers =
-                move |_: Option<&str>| Ok(SqliteSink::new(Database::open(&path, &stream, &name)?));
-            consume_with(settings, handlers, replay, summary_json).await
+            let handlers = |_: Option<&str>| {
+                let sink = SqliteSink::new(Database::open(&path, &stream, &name)?);
+                Ok(Limit::new(sink, budget.clone(), shutdown.clone()))
+            };
+            consume_with(settings, handlers, replay, summary_json, shutdown.clone()).await
         }
     }
 }
@@ -151,12 +191,12 @@ async fn consume_with<H, F>(
     handlers: F,
     replay: bool,
     summary_json: bool,
+    shutdown: CancellationToken,
 ) -> Result<()>
 where
     H: Handler,
     F: FnMut(Option<&str>) -> Result<H>,
 {
-    let shutdown = CancellationToken::new();
     let deadline = consumer::shutdown_deadline(&settings);
     let run = consumer::run(&settings, handlers, replay, shutdown.clone());
     let report = runtime::until_stopped(run, &shutdown, deadline).await?;

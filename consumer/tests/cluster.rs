@@ -61,6 +61,8 @@ fn consumer(stream: &OwnedStream, first: u8, name: &str) -> Command {
             stream.partitions.to_string(),
         )
         .env("OFFSET_TRACKING__STREAM__INITIAL_CLUSTER_SIZE", "3")
+        // Some scenarios start the consumer first: it creates the (replicated) stream.
+        .env("OFFSET_TRACKING__CONSUMER__CREATE_STREAM", "true")
         .env("OFFSET_TRACKING__CONSUMER__NAME", name)
         .env("OFFSET_TRACKING__CONSUMER__RECONNECT_TIMEOUT", "150s")
         .env("RUST_LOG", "info,consumer::processed=debug");

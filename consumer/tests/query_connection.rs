@@ -33,6 +33,8 @@ async fn an_idle_consumer_of_many_partitions_opens_no_connections_to_check_them(
             PARTITIONS.to_string(),
         )
         .env("OFFSET_TRACKING__CONSUMER__NAME", &name)
+        // The super stream is the consumer's to create (nothing publishes to it).
+        .env("OFFSET_TRACKING__CONSUMER__CREATE_STREAM", "true")
         .env("OFFSET_TRACKING__BROKER__HOST", "127.0.0.1")
         .env("OFFSET_TRACKING__BROKER__PORT", proxy.port.to_string())
         // Every connection to the configured node: through the proxy.

@@ -1,5 +1,7 @@
 //! Stops of every kind against a real broker: SIGTERM loses and repeats nothing; `kill -9` loses
-//! nothing and repeats at most what was processed since the last store.
+//! nothing and repeats at most what was processed since the last store; a consumer whose
+//! connections were all cut (a proxy in between died for a few seconds) recovers and then stops
+//! as cleanly as one that never lost them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -7,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use testkit::process::{kill_loop, named_consumer, stderr_of, Running};
+use testkit::proxy::StoreCountingProxy;
 use testkit::streams::{processed_offsets, unique, TestStream};
 use testkit::summary::partition_of;
 
@@ -134,4 +137,114 @@ async fn kill_9_loop_loses_nothing_and_repeats_at_most_the_bound() {
         "a crash repeated {worst} messages, over the bound {BOUND}"
     );
     assert_eq!(stream.stored_offset(&name).await, log.last().copied());
+}
+
+#[tokio::test]
+async fn a_consumer_recovered_from_a_cut_connection_stops_cleanly_and_loses_nothing() {
+    const FIRST: u64 = 20_000;
+    const SECOND: u64 = 50_000;
+    const CUT: Duration = Duration::from_secs(3);
+    // Every connection of the consumer (queries, subscription, the tracker's stores) goes through
+    // the proxy: in load-balancer mode the configured node is the only one it uses.
+    let proxy = StoreCountingProxy::start();
+    let stream = TestStream::new("r3").await;
+    let name = unique("r3");
+    // No marker: the consumer runs until SIGTERM.
+    stream
+        .publish((0..FIRST).map(|i| format!("hello{i}").into_bytes()))
+        .await;
+    let first_wave_end = *stream.offsets().await.last().unwrap();
+    let through_proxy = || {
+        let mut cmd = consumer(&stream.name, &name);
+        cmd.env("OFFSET_TRACKING__BROKER__PORT", proxy.port.to_string())
+            .env("OFFSET_TRACKING__BROKER__LOAD_BALANCER_MODE", "true");
+        cmd
+    };
+    let mut running = Running::spawn(&mut through_proxy());
+    running.wait_for_line("First message received", LIMIT);
+    wait_until_processed(&running, first_wave_end);
+    assert!(
+        proxy.stores() > 0,
+        "no store crossed the proxy before the cut"
+    );
+
+    // The user's report: cut while idle, restored, subscribed again, then a clean stop. Nothing
+    // touches the tracker's dead store connection before the final flush.
+    proxy.cut();
+    running.wait_for_log(&["subscription lost"], LIMIT);
+    std::thread::sleep(CUT);
+    proxy.restore();
+    let resumed = running.wait_for_log(&["subscribed again"], LIMIT);
+    running.signal("TERM");
+    let first = running.finish(LIMIT);
+    let err = stderr_of(&first);
+    assert!(
+        first.status.success(),
+        "SIGTERM after a recovered cut must exit 0: {err}"
+    );
+    assert!(!err.contains("older than 3.11"), "a guessed cause: {err}");
+    let summary = partition_of(&first, &stream.name);
+    assert!(summary.reconnects >= 1, "no reconnect counted: {err}");
+    assert_eq!(summary.stored_offset, Some(first_wave_end), "{err}");
+    assert_eq!(
+        stream.stored_offset(&name).await,
+        Some(first_wave_end),
+        "the broker holds the last processed offset"
+    );
+
+    // The next run goes on right after it, to the marker, with a cut while it consumes: nothing
+    // lost, nothing repeated.
+    stream
+        .publish((FIRST..FIRST + SECOND).map(|i| {
+            let body = if i + 1 == FIRST + SECOND {
+                "marker"
+            } else {
+                "hello"
+            };
+            format!("{body}{i}").into_bytes()
+        }))
+        .await;
+    let log: Vec<u64> = stream.offsets().await;
+    let mut running = Running::spawn(&mut through_proxy());
+    running.wait_for_line("First message received", LIMIT);
+    proxy.cut();
+    std::thread::sleep(CUT);
+    proxy.restore();
+    let second = running.finish(LIMIT);
+    assert!(second.status.success(), "{}", stderr_of(&second));
+    let summary = partition_of(&second, &stream.name);
+    assert!(summary.marker, "{}", stderr_of(&second));
+    assert_eq!(summary.stored_offset, log.last().copied());
+    let first_seen = processed_offsets(&err, &stream.name, &log);
+    let second_seen = processed_offsets(&stderr_of(&second), &stream.name, &log);
+    assert!(
+        first_seen.is_disjoint(&second_seen),
+        "duplicates after the cut"
+    );
+    assert_eq!(
+        first_seen.len() + second_seen.len(),
+        log.len(),
+        "messages lost"
+    );
+    println!(
+        "cut for {CUT:?}: {}; SIGTERM exit 0, stored {first_wave_end}; the next run, cut while \
+         consuming ({} reconnects, {} store errors), processed {}, duplicates 0, lost 0",
+        resumed.split(" INFO ").last().unwrap_or(&resumed),
+        summary.reconnects,
+        summary.store_errors,
+        second_seen.len()
+    );
+}
+
+/// Waits until `running` logged processing the message at `offset`.
+fn wait_until_processed(running: &Running, offset: u64) {
+    let batch_end = format!("last={offset} ");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while running.logs(&[" processed ", &batch_end]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offset {offset} was not processed within {LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use rabbitmq_stream_client::types::Message as StreamMessage;
 use shared::error::{Error, Result};
 
-use crate::body::body;
 use crate::confirm::{Confirmations, Settled};
 use crate::connect::{LaneTarget, StreamProducer};
 use crate::progress::LaneProgress;
@@ -63,7 +62,8 @@ pub(crate) async fn publish_range(
                 .store(confirmed_now(confirmations), Ordering::Relaxed);
             progress.published.store(position, Ordering::Relaxed);
         }
-        let mut message = StreamMessage::builder().body(body(index, position + 1 == count));
+        let mut message =
+            StreamMessage::builder().body(target.bodies.body(index, position + 1 == count));
         if named {
             message = message.publishing_id(base + position);
         }

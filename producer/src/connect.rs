@@ -24,6 +24,8 @@ pub(crate) struct LaneTarget {
     pub(crate) lane: Lane,
     /// The producer's name (deduplication), if any.
     pub(crate) name: Option<String>,
+    /// What the messages carry.
+    pub(crate) bodies: crate::body::Bodies,
 }
 
 /// A producer with or without deduplication.

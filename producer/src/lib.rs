@@ -56,4 +56,4 @@ mod wave;
 
 pub use body::{body, is_marker, wave_body, MARKER_PREFIX};
 pub use confirm::{ConfirmResult, Confirmations, Settled};
-pub use wave::{publish_wave, Target, WaveReport};
+pub use wave::{publish_lines, publish_wave, Target, WaveReport};

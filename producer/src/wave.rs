@@ -11,6 +11,7 @@ use shared::error::{Error, Result};
 use shared::summary::RunSummary;
 use tokio::sync::oneshot;
 
+use crate::body::Bodies;
 use crate::connect::LaneTarget;
 use crate::lane::Lane;
 use crate::progress::{report_progress, LaneProgress};
@@ -89,6 +90,41 @@ impl WaveReport {
 ///
 /// Needs a multi-threaded tokio runtime: each partition publishes on a task of its own.
 pub async fn publish_wave(target: &Target, count: u64) -> Result<WaveReport> {
+    publish(target, Bodies::Wave, count).await
+}
+
+/// Like [`publish_wave`], with `lines` as the bodies (`producer --from-file`): message `i`
+/// carries `lines[i]` as it is; with `marker`, one more message follows them, `marker{n}` (`n`
+/// lines), so that the consumer stops after the last line. On a super stream each partition
+/// would need a marker of its own: lines go there only without one (`marker = false`, else a
+/// configuration error).
+pub async fn publish_lines(
+    target: &Target,
+    lines: Vec<Vec<u8>>,
+    marker: bool,
+) -> Result<WaveReport> {
+    if marker && target.streams.len() > 1 {
+        return Err(Error::Usage(
+            "--from-file on a super stream publishes without a marker: pass --no-marker (each \
+             partition would need a marker of its own)"
+                .into(),
+        ));
+    }
+    let bodies = Bodies::Lines {
+        lines: Arc::new(lines),
+        marker,
+    };
+    let count = bodies.count(0);
+    if count == 0 {
+        return Err(Error::Usage(
+            "nothing to publish: the input holds no line (and --no-marker)".into(),
+        ));
+    }
+    publish(target, bodies, count).await
+}
+
+/// Publishes `count` messages carrying `bodies`.
+async fn publish(target: &Target, bodies: Bodies, count: u64) -> Result<WaveReport> {
     let lanes = Lane::plan(&target.streams, count, &target.settings.routing_key)?;
     if lanes.len() > 1 {
         for lane in &lanes {
@@ -111,6 +147,7 @@ pub async fn publish_wave(target: &Target, count: u64) -> Result<WaveReport> {
             settings: target.settings.clone(),
             name: lane.producer_name(target.settings.name.as_deref()),
             lane,
+            bodies: bodies.clone(),
         };
         let progress = progress.clone();
         publishing.spawn(async move {

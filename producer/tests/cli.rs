@@ -73,3 +73,59 @@ fn a_bad_value_from_the_environment_names_the_variable_and_a_bad_flag_the_flag()
     assert!(err.contains("'--count <N>'"), "{err}");
     assert!(!err.contains("OFFSET_TRACKING__"), "{err}");
 }
+
+/// Runs the producer with `args` and `env`; expects exit 2 and returns stderr.
+fn config_error(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = run_with_deadline(
+        our_binary(env!("CARGO_BIN_EXE_producer"))
+            .args(args)
+            .envs(env.iter().copied()),
+        LIMIT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+    err
+}
+
+#[test]
+fn configuration_errors_name_the_flag_or_variable_they_came_from() {
+    let err = config_error(&["--count", "0"], &[]);
+    assert!(
+        err.contains("configuration error: --count 0: producer.message_count: must be at least 1"),
+        "{err}"
+    );
+    let err = config_error(&[], &[("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT", "0")]);
+    assert!(
+        err.contains(
+            "configuration error: OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT=0: \
+             producer.message_count: must be at least 1"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("--count"), "{err}");
+    let err = config_error(&[], &[("OFFSET_TRACKING__PRODUCER__MESSAGE_COUNTT", "7")]);
+    assert!(
+        err.contains(
+            "configuration error: OFFSET_TRACKING__PRODUCER__MESSAGE_COUNTT=7: unknown key \
+             `producer.message_countt`: [producer] has `message_count`"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("config.toml"), "{err}");
+    let err = config_error(&["--port", "5672"], &[]);
+    assert!(
+        err.contains(
+            "configuration error: --port 5672: broker.port: 5672 is RabbitMQ's AMQP port; \
+             streams listen on 5552"
+        ),
+        "{err}"
+    );
+    let err = config_error(&[], &[("OFFSET_TRACKING__BROKER__HOSTS", "localhost:5672")]);
+    assert!(
+        err.contains(
+            "configuration error: OFFSET_TRACKING__BROKER__HOSTS=localhost:5672: \
+             broker.hosts[0]: 'localhost:5672': 5672 is RabbitMQ's AMQP port"
+        ),
+        "{err}"
+    );
+}

@@ -89,8 +89,49 @@ pub fn push<T: ToString>(
     }
 }
 
+/// The subcommands both programs have about themselves: `completions SHELL` and `man`.
+/// Flattened into a program's own subcommands; they print and exit before any configuration is
+/// read, so they work whatever `config.toml` says.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AboutSelf {
+    /// Print a shell completion script, e.g. `consumer completions bash >
+    /// /etc/bash_completion.d/consumer` (or zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `consumer man > /usr/local/share/man/man1/consumer.1`
+    Man,
+}
+
+impl AboutSelf {
+    /// Prints what was asked for `P`'s command line on stdout (a reader leaving early is not an
+    /// error: see [`crate::runtime::stdout`]).
+    pub fn print<P: clap::CommandFactory>(&self) -> Result<()> {
+        let mut command = P::command();
+        let name = command.get_name().to_owned();
+        let mut out = Vec::new();
+        match self {
+            AboutSelf::Completions { shell } => {
+                clap_complete::generate(*shell, &mut command, name, &mut out);
+            }
+            AboutSelf::Man => clap_mangen::Man::new(command)
+                .render(&mut out)
+                .map_err(|err| crate::Error::Local(format!("cannot render the man page: {err}")))?,
+        }
+        match crate::runtime::stdout::write(&out) {
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::Error::Local(
+                format!("cannot write to stdout: {err}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The exit codes, for `--help`.
-pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 runtime failure (broker, stream, unconfirmed messages); \
+pub const EXIT_CODES: &str = "Exit codes: 0 done (also when stdout's reader leaves early, as `| head` \
+does); 1 runtime failure (broker, stream, unconfirmed messages); \
 2 usage or configuration error.\nPrecedence: flag > OFFSET_TRACKING__<SECTION>__<KEY> environment > \
 --config file > built-in default. Diagnostics go to stderr (RUST_LOG, default info).";
 
@@ -98,7 +139,7 @@ pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 runtime failure (broker, str
 /// an environment variable (a flag backed by `env = "OFFSET_TRACKING__…"`) is reported naming
 /// that variable, not the flag the user never typed; exits 2 either way.
 pub fn parse<P: clap::Parser>() -> P {
-    match P::try_parse() {
+    match crate::config::try_parse_recording_origins::<P>() {
         Ok(parsed) => parsed,
         Err(err) => match from_environment(&err, &P::command()) {
             Some(message) => {

@@ -203,11 +203,13 @@ pub fn describe_code(code: &ResponseCode) -> String {
     }
 }
 
-/// Puts a client error into words a user can act on.
+/// Puts a client error on a connection that was open into words a user can act on: what
+/// happened, never a guess at why (a lost connection is said to be lost).
 pub fn describe_client_error(err: &ClientError) -> String {
+    use std::io::ErrorKind;
     match err {
         ClientError::RequestError(code) => describe_code(code),
-        ClientError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+        ClientError::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
             "connection refused: is RabbitMQ running with the stream plugin on that port? \
              (scripts/broker.sh up starts one)"
                 .into()
@@ -215,10 +217,35 @@ pub fn describe_client_error(err: &ClientError) -> String {
         err if tls_error(err).is_some() => {
             tls_error(err).map(describe_tls_error).unwrap_or_default()
         }
-        ClientError::Io(io) => format!("I/O error: {io}"),
-        ClientError::ConnectionClosed => {
-            "the broker closed the connection (a RabbitMQ older than 3.11, wrong credentials or virtual host?)".into()
+        ClientError::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::BrokenPipe
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            ) =>
+        {
+            format!("the connection to the broker was lost ({io})")
         }
+        ClientError::Io(io) => format!("I/O error: {io}"),
+        ClientError::ConnectionClosed => CONNECTION_LOST.into(),
         other => other.to_string(),
+    }
+}
+
+/// What [`ClientError::ConnectionClosed`] means on a connection that was open.
+const CONNECTION_LOST: &str =
+    "the connection to the broker was lost before it answered (closed by \
+the broker or by something between it and us, e.g. a proxy or load balancer)";
+
+/// Like [`describe_client_error`], for a connection being opened: there, a broker that closes
+/// the connection during the handshake usually does so for one of a few known reasons.
+pub fn describe_connect_error(err: &ClientError) -> String {
+    match err {
+        ClientError::ConnectionClosed => "the broker closed the connection during the handshake \
+            (a RabbitMQ older than 3.11, wrong credentials or virtual host?)"
+            .into(),
+        other => describe_client_error(other),
     }
 }

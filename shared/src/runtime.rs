@@ -1,6 +1,9 @@
 //! How a binary runs: an actix system on a multi-threaded tokio runtime (the client's socket tasks
 //! run on the worker threads, the actors on the main thread), a shutdown signal, and one mapping
-//! from the result to the process exit code.
+//! from the result to the process exit code; [`stdout`], output that ends the run quietly when
+//! its reader leaves.
+
+pub mod stdout;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -38,11 +41,18 @@ pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
 /// panic in a task of a dependency (a connection's reader, say) can never leave the program
 /// waiting for ever. `contained` says whether a panic is one that its code catches and reports
 /// as an error (those pass silently).
+///
+/// A `println!` that found its pipe's reader gone (`failed printing to stdout: Broken pipe`) is
+/// not a bug of the program but the end of its audience: it exits 0 quietly, as [`stdout`] does
+/// for the lines written through it (this is the backstop for any `println!` left).
 pub fn exit_on_panic(contained: fn() -> bool) {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if contained() {
             return;
+        }
+        if is_broken_pipe_print(info.payload()) {
+            std::process::exit(0);
         }
         report(info);
         eprintln!(
@@ -51,6 +61,19 @@ pub fn exit_on_panic(contained: fn() -> bool) {
         );
         std::process::exit(1);
     }));
+}
+
+/// Whether a panic's payload is the standard library's `failed printing to stdout: Broken pipe`
+/// (or stderr).
+fn is_broken_pipe_print(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    // The message ends with the OS's words for EPIPE, e.g. "Broken pipe (os error 32)".
+    message.starts_with("failed printing to std")
+        && message.to_ascii_lowercase().contains("broken pipe")
 }
 
 /// Reports `err` on stderr and returns its exit code.
@@ -72,8 +95,9 @@ pub async fn shutdown_signal() -> Result<&'static str> {
     }
 }
 
-/// Runs `work` to its end. On the first SIGINT/SIGTERM, cancels `shutdown` and waits for `work`
-/// to wind down (finish what runs, store what was processed) — for at most `deadline`; a second
+/// Runs `work` to its end. On the first SIGINT/SIGTERM — or when stdout's reader goes away
+/// ([`stdout::closed`], `consumer | head -1`) — cancels `shutdown` and waits for `work` to wind
+/// down (finish what runs, store what was processed) — for at most `deadline`; a second
 /// signal, or the deadline, stops waiting at once with an error saying what that means.
 pub async fn until_stopped<T>(
     work: impl Future<Output = Result<T>>,
@@ -83,10 +107,11 @@ pub async fn until_stopped<T>(
     tokio::pin!(work);
     let first = tokio::select! {
         done = &mut work => return done,
-        signal = shutdown_signal() => signal?,
+        signal = shutdown_signal() => format!("{} received", signal?),
+        () = stdout::closed() => "stdout was closed by its reader".to_owned(),
     };
     tracing::info!(
-        "{first} received: finishing what runs and storing what was processed (at most {}; \
+        "{first}: finishing what runs and storing what was processed (at most {}; \
          another SIGINT/SIGTERM exits at once)",
         humantime::format_duration(deadline)
     );
@@ -103,5 +128,23 @@ pub async fn until_stopped<T>(
             "shutdown did not end within {}: exiting without waiting; {unfinished}",
             humantime::format_duration(deadline)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_print_to_a_closed_pipe_counts_as_one() {
+        let epipe = String::from("failed printing to stdout: Broken pipe (os error 32)");
+        assert!(is_broken_pipe_print(&epipe));
+        assert!(!is_broken_pipe_print(&String::from(
+            "failed printing to stdout: No space left on device (os error 28)"
+        )));
+        assert!(!is_broken_pipe_print(
+            &"called `Option::unwrap()` on a `None` value"
+        ));
+        assert!(!is_broken_pipe_print(&42_u8));
     }
 }

@@ -41,6 +41,7 @@ fn the_environment_overrides_the_file() {
     for (key, value) in overrides {
         std::env::set_var(key, value);
     }
+    let _unset = Unset(overrides.iter().map(|(key, _)| *key).collect());
     let s = Settings::load(Some(file.path())).unwrap();
     assert_eq!(s.broker.port, 2222);
     assert_eq!(s.stream.name, "from-env");
@@ -130,4 +131,100 @@ fn the_environment_sets_the_processing_section() {
     assert_eq!(p.drain_timeout, Duration::from_secs(5));
     // A flag beats the environment.
     assert_eq!(from_flag.unwrap().processing.max_in_flight, 32);
+}
+
+/// Removes these variables when dropped: a test's environment must not leak into the next.
+struct Unset(Vec<&'static str>);
+
+impl Drop for Unset {
+    fn drop(&mut self) {
+        for key in &self.0 {
+            std::env::remove_var(key);
+        }
+    }
+}
+
+/// Loads with `vars` set (and nothing else of ours), then removes them.
+fn load_with_env(
+    vars: &[(&str, &str)],
+    file: Option<&std::path::Path>,
+) -> shared::Result<Settings> {
+    for (key, value) in vars {
+        std::env::set_var(key, value);
+    }
+    let loaded = Settings::load(file);
+    for (key, _) in vars {
+        std::env::remove_var(key);
+    }
+    loaded
+}
+
+#[test]
+fn errors_from_the_environment_name_the_variable_not_a_file() {
+    let _turn = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(b"[broker]\nport = 5552\n").unwrap();
+    let path = file.path().display().to_string();
+    for (var, value, expected) in [
+        (
+            "OFFSET_TRACKING__BROKER__PORTT",
+            "1",
+            "configuration error: OFFSET_TRACKING__BROKER__PORTT=1: unknown key `broker.portt`: \
+             [broker] has `host`, `port`",
+        ),
+        (
+            "OFFSET_TRACKING__BROKR__HOST",
+            "x",
+            "configuration error: OFFSET_TRACKING__BROKR__HOST=x: unknown key `brokr`: the \
+             sections are `broker`",
+        ),
+        (
+            "OFFSET_TRACKING__TRACKER__STORE",
+            "redis",
+            "configuration error: OFFSET_TRACKING__TRACKER__STORE=redis: tracker.store: unknown \
+             value `redis`: use `broker` or `sqlite`",
+        ),
+        (
+            "OFFSET_TRACKING__TRACKER__STORE_EVERY",
+            "5",
+            "configuration error: OFFSET_TRACKING__TRACKER__STORE_EVERY=5: tracker.store_every: \
+             expected a duration",
+        ),
+        (
+            "OFFSET_TRACKING__BROKER__PORT",
+            "5672",
+            "configuration error: OFFSET_TRACKING__BROKER__PORT=5672: broker.port: 5672 is \
+             RabbitMQ's AMQP port; streams listen on 5552",
+        ),
+        (
+            "OFFSET_TRACKING__BROKER__HOSTS",
+            "a:5552,b:5672",
+            "configuration error: OFFSET_TRACKING__BROKER__HOSTS=a:5552,b:5672: broker.hosts[1]: \
+             'b:5672': 5672 is RabbitMQ's AMQP port",
+        ),
+    ] {
+        for file in [None, Some(file.path())] {
+            let err = load_with_env(&[(var, value)], file).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{var}={value}: {err}");
+            let err = err.to_string();
+            assert!(err.starts_with(expected), "{var}={value} gave {err:?}");
+            assert!(
+                !err.contains("config.toml") && !err.contains(&path),
+                "{err}"
+            );
+        }
+    }
+    // A password is never shown, even in an error about it.
+    let err = load_with_env(
+        &[
+            ("OFFSET_TRACKING__BROKER__PASSWORD", "hunter2"),
+            ("OFFSET_TRACKING__BROKER__PASSWORDD", "hunter2"),
+        ],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -1,22 +1,34 @@
 //! A TCP proxy in front of the test broker that counts the offset stores (the stream protocol's
-//! StoreOffset commands) clients send through it: what crossed the wire, whatever our code says.
+//! StoreOffset commands) clients send through it — what crossed the wire, whatever our code says —
+//! and that can be cut and restored, as a proxy or load balancer that dies and comes back: while
+//! cut, every connection through it is closed and its port refuses new ones. Point a consumer's
+//! `broker.port` at it with `broker.load_balancer_mode = true` to send all of its connections
+//! through it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::broker::broker;
 
 /// The stream protocol's StoreOffset command key.
 const COMMAND_STORE_OFFSET: u16 = 10;
 
-/// A TCP proxy in front of the broker that counts the StoreOffset commands clients send through it.
+/// A TCP proxy in front of the broker that counts the StoreOffset commands clients send through
+/// it, and can be cut ([`StoreCountingProxy::cut`]) and restored ([`StoreCountingProxy::restore`]).
 pub struct StoreCountingProxy {
     /// The local port to connect to instead of the broker's.
     pub port: u16,
     stores: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+    /// The current "up" period: `true` while it lasts; set to `false` to end it.
+    up: Mutex<Option<watch::Sender<bool>>>,
+    /// Receives a word from the accept loop of the current period once its listener is closed.
+    closed: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl StoreCountingProxy {
@@ -24,37 +36,91 @@ impl StoreCountingProxy {
     /// child process does not stall it.
     pub fn start() -> Self {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
         let port = std_listener.local_addr().unwrap().port();
-        let stores = Arc::new(AtomicU64::new(0));
-        let counter = stores.clone();
-        let upstream = broker().endpoint();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(std_listener).unwrap();
-                while let Ok((client, _)) = listener.accept().await {
-                    let counter = counter.clone();
-                    let upstream = upstream.clone();
-                    tokio::spawn(async move {
-                        let Ok(server) = TcpStream::connect(&upstream).await else {
-                            return;
-                        };
-                        relay(client, server, counter).await;
-                    });
-                }
-            })
-        });
-        Self { port, stores }
+        let handle = runtime.handle().clone();
+        // The runtime lives on its own thread for the rest of the test process: dropping it from
+        // a test's async context would panic.
+        std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+        let proxy = Self {
+            port,
+            stores: Arc::new(AtomicU64::new(0)),
+            runtime: handle,
+            up: Mutex::new(None),
+            closed: Mutex::new(None),
+        };
+        proxy.serve(std_listener);
+        proxy
     }
 
     /// StoreOffset commands seen so far.
     pub fn stores(&self) -> u64 {
         self.stores.load(Ordering::Relaxed)
+    }
+
+    /// Cuts the proxy, as if its process died: every connection through it is closed, and its
+    /// port refuses connections until [`StoreCountingProxy::restore`]. Returns once the port is
+    /// closed.
+    pub fn cut(&self) {
+        if let Some(up) = self.up.lock().unwrap().take() {
+            up.send_replace(false);
+        }
+        if let Some(closed) = self.closed.lock().unwrap().take() {
+            closed
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the proxy's listener did not close");
+        }
+    }
+
+    /// Brings a cut proxy back on the same port.
+    pub fn restore(&self) {
+        assert!(self.up.lock().unwrap().is_none(), "the proxy is not cut");
+        // std sets SO_REUSEADDR: the port is free again at once.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .unwrap_or_else(|err| panic!("cannot listen on port {} again: {err}", self.port));
+        self.serve(listener);
+    }
+
+    /// Accepts on `std_listener` and relays each connection until the proxy is cut.
+    fn serve(&self, std_listener: std::net::TcpListener) {
+        std_listener.set_nonblocking(true).unwrap();
+        let (up, mut period) = watch::channel(true);
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        *self.up.lock().unwrap() = Some(up);
+        *self.closed.lock().unwrap() = Some(closed_rx);
+        let counter = self.stores.clone();
+        let upstream = broker().endpoint();
+        self.runtime.spawn(async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = period.wait_for(|up| !*up) => break,
+                };
+                let Ok((client, _)) = accepted else { break };
+                let counter = counter.clone();
+                let upstream = upstream.clone();
+                let mut period = period.clone();
+                tokio::spawn(async move {
+                    let relayed = async {
+                        if let Ok(server) = TcpStream::connect(&upstream).await {
+                            relay(client, server, counter).await;
+                        }
+                    };
+                    // Cut: the sockets drop with the relay, closing both sides.
+                    tokio::select! {
+                        () = relayed => {}
+                        _ = period.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+            drop(listener);
+            let _ = closed_tx.send(());
+        });
     }
 }
 

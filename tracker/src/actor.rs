@@ -267,6 +267,10 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
         let due = self.progress.flush().filter(|_| self.active);
+        // What the broker must hold once the flush is done: the newest processed offset, even
+        // if this tracker believes it stored it already (a store has no reply, and one written
+        // just before its connection died never reached the broker).
+        let newest = self.progress.last_processed().filter(|_| self.active);
         let processed = self.progress.reported_total();
         let store = self.store.clone();
         let stream = self.stream.clone();
@@ -279,19 +283,30 @@ impl<S: OffsetStore> Handler<Flush> for Tracker<S> {
                         store.store(offset).await?;
                     }
                     // Same connection, so the broker has handled the store before it answers.
-                    let stored = store.query().await?;
-                    match due {
-                        Some(offset) if stored.is_none_or(|s| s < offset) => Err(Error::Broker {
+                    let mut stored = store.query().await?;
+                    let Some(newest) = newest else {
+                        return Ok(stored);
+                    };
+                    if stored.is_none_or(|s| s < newest) && due != Some(newest) {
+                        tracing::info!(
+                            "the broker holds {} for the last store of {newest}: storing it again",
+                            show_offset(stored)
+                        );
+                        store.store(newest).await?;
+                        stored = store.query().await?;
+                    }
+                    if stored.is_none_or(|s| s < newest) {
+                        return Err(Error::Broker {
                             what: "confirming the last store",
                             stream: stream.clone(),
                             reason: format!(
-                                "stored offset {offset}, but the broker holds {}",
+                                "stored offset {newest}, but the broker holds {}",
                                 show_offset(stored)
                             ),
                             source: None,
-                        }),
-                        _ => Ok(stored),
+                        });
                     }
+                    Ok(stored)
                 };
                 let err = match tokio::time::timeout(FLUSH_ATTEMPT, attempt).await {
                     Ok(Ok(stored)) => return (Ok(stored), failures),
@@ -352,5 +367,67 @@ impl<S: OffsetStore> Handler<Close> for Tracker<S> {
                 .into_actor(self)
                 .map(|(), _, ctx| ctx.stop()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::cell::{Cell, RefCell};
+
+    use futures::future::LocalBoxFuture;
+
+    use super::*;
+
+    /// A store whose first `lost` stores "succeed" but never reach it, as a store written to a
+    /// connection that just died (a store has no reply).
+    #[derive(Clone, Default)]
+    struct LossyStore {
+        held: Rc<RefCell<Option<u64>>>,
+        lost: Rc<Cell<u32>>,
+    }
+
+    impl OffsetStore for LossyStore {
+        fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
+            if self.lost.get() > 0 {
+                self.lost.set(self.lost.get() - 1);
+            } else {
+                *self.held.borrow_mut() = Some(offset);
+            }
+            Box::pin(async { Ok(()) })
+        }
+
+        fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
+            let held = *self.held.borrow();
+            Box::pin(async move { Ok(held) })
+        }
+
+        fn close(&self) -> LocalBoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[actix::test]
+    async fn the_final_flush_stores_again_what_a_dying_connection_swallowed() {
+        let store = LossyStore::default();
+        let settings = TrackerSettings {
+            store_every_messages: 10,
+            store_every: Duration::ZERO,
+            ..TrackerSettings::default()
+        };
+        let tracker = Tracker::new("s", store.clone(), &settings, None).start();
+        for offset in 0..10 {
+            tracker.send(Processed { offset, count: 1 }).await.unwrap();
+        }
+        assert_eq!(*store.held.borrow(), Some(9));
+        // The next store is swallowed; the tracker believes it stored 19.
+        store.lost.set(1);
+        for offset in 10..20 {
+            tracker.send(Processed { offset, count: 1 }).await.unwrap();
+        }
+        assert_eq!(tracker.send(GetStats).await.unwrap().last_stored, Some(19));
+        assert_eq!(*store.held.borrow(), Some(9));
+        assert_eq!(tracker.send(Flush).await.unwrap().unwrap(), Some(19));
+        assert_eq!(*store.held.borrow(), Some(19), "the flush stored it again");
     }
 }

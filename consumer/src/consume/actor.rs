@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use delivery::{Chunk, Closer, DeliveryError, Event};
+use delivery::{Chunk, CloseReason, Closer, DeliveryError, Event};
 use futures::StreamExt;
 use shared::config::Endpoint;
 use shared::connection::CLOSE_TIMEOUT;
@@ -615,6 +615,19 @@ impl ConsumerActor {
     }
 }
 
+/// Why the broker ended a subscription, in words.
+fn closed_why(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::Broker { code, text } => {
+            format!("it closed the connection (code {code}, \"{text}\")")
+        }
+        CloseReason::MetadataUpdate { code } => {
+            format!("the stream moved or was deleted (metadata update, code {code})")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
@@ -680,7 +693,7 @@ impl StreamHandler<Item> for ConsumerActor {
                 ctx,
             ),
             Some(Ok(Event::Closed { reason })) => self.reconnect(
-                format!("the broker ended the subscription: {reason:?}"),
+                format!("the broker ended the subscription: {}", closed_why(&reason)),
                 ctx,
             ),
             Some(Err(err)) => match subscribe_error(&self.subscription.stream, err) {

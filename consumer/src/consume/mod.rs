@@ -18,4 +18,5 @@ mod subscription;
 
 pub use actor::Outcome;
 pub(crate) use actor::{ConsumerActor, Processing, TrackerLink, MAX_BATCH};
+pub(crate) use queries::Queries;
 pub(crate) use subscription::{start_position, Group, Reader, Subscribed, Subscription};

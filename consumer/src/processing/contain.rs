@@ -18,16 +18,17 @@ pub fn panic_is_contained() -> bool {
     POLLING_HANDLER.get() || delivery::panic_is_contained()
 }
 
-/// A future polled with the thread marked as containing its panics.
-pub(crate) struct Contained<F> {
-    inner: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// A future polled with the thread marked as containing its panics.
+    pub(crate) struct Contained<F> {
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<F: Future> Contained<F> {
     pub(crate) fn new(inner: F) -> Self {
-        Self {
-            inner: Box::pin(inner),
-        }
+        Self { inner }
     }
 }
 
@@ -43,9 +44,9 @@ impl Drop for Unmark {
 impl<F: Future> Future for Contained<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _unmark = Unmark(POLLING_HANDLER.replace(true));
-        self.inner.as_mut().poll(cx)
+        self.project().inner.poll(cx)
     }
 }
 

@@ -4,15 +4,27 @@
 //! A key has an entry while one of its items is running, holding the items queued behind it;
 //! the entry goes when the key's last item finishes, so memory follows the keys running now, not
 //! every key ever seen.
+//!
+//! Keys are held as 64-bit hashes ([`hash_key`]): no copy of a key per item, and no comparing
+//! of key bytes. Two keys of one hash (for a thousand keys running at once, a chance of about
+//! 3·10⁻¹⁴) would share a queue: they would run one after the other, never out of order.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
+
+/// A key's bytes, hashed: what [`KeyQueues`] is keyed by.
+pub(crate) fn hash_key(key: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(key);
+    hasher.finish()
+}
 
 /// Items waiting for their key, per key with an item running.
 #[derive(Debug)]
 pub(crate) struct KeyQueues<T> {
     /// Key with an item running -> the items queued behind it, oldest first.
-    queues: HashMap<Vec<u8>, VecDeque<T>>,
+    queues: HashMap<u64, VecDeque<T>>,
     /// Items queued in all the queues (not running).
     waiting: usize,
 }
@@ -35,7 +47,7 @@ impl<T> KeyQueues<T> {
     /// Admits `item` of `key`. Returns it back if `key` has nothing running: the caller starts
     /// it now, and `key` is running from now on. Otherwise queues it behind the key's earlier
     /// items and returns `None`: [`KeyQueues::finish`] hands it out in its turn.
-    pub(crate) fn admit(&mut self, key: Vec<u8>, item: T) -> Option<T> {
+    pub(crate) fn admit(&mut self, key: u64, item: T) -> Option<T> {
         match self.queues.entry(key) {
             Entry::Occupied(mut queue) => {
                 queue.get_mut().push_back(item);
@@ -52,15 +64,15 @@ impl<T> KeyQueues<T> {
     /// The running item of `key` finished. Returns the next queued item of `key`, which is
     /// running from now on, or `None`: then `key` no longer runs and its entry is removed.
     /// A `key` with nothing running (a logic error of the caller) gives `None`.
-    pub(crate) fn finish(&mut self, key: &[u8]) -> Option<T> {
-        let queue = self.queues.get_mut(key)?;
+    pub(crate) fn finish(&mut self, key: u64) -> Option<T> {
+        let queue = self.queues.get_mut(&key)?;
         match queue.pop_front() {
             Some(next) => {
                 self.waiting -= 1;
                 Some(next)
             }
             None => {
-                self.queues.remove(key);
+                self.queues.remove(&key);
                 None
             }
         }
@@ -91,8 +103,8 @@ mod tests {
 
     use super::*;
 
-    fn key(text: &str) -> Vec<u8> {
-        text.as_bytes().to_vec()
+    fn key(text: &str) -> u64 {
+        hash_key(text.as_bytes())
     }
 
     #[test]
@@ -113,14 +125,14 @@ mod tests {
         assert_eq!(queues.waiting(), 2);
         assert_eq!(queues.running_keys(), 1);
 
-        assert_eq!(queues.finish(b"a"), Some(2));
+        assert_eq!(queues.finish(key("a")), Some(2));
         assert_eq!(queues.waiting(), 1);
         assert_eq!(queues.admit(key("a"), 4), None);
-        assert_eq!(queues.finish(b"a"), Some(3));
-        assert_eq!(queues.finish(b"a"), Some(4));
+        assert_eq!(queues.finish(key("a")), Some(3));
+        assert_eq!(queues.finish(key("a")), Some(4));
         assert_eq!(queues.waiting(), 0);
         assert_eq!(queues.running_keys(), 1, "4 is still running");
-        assert_eq!(queues.finish(b"a"), None);
+        assert_eq!(queues.finish(key("a")), None);
         assert_eq!(queues.running_keys(), 0);
     }
 
@@ -130,11 +142,11 @@ mod tests {
         assert_eq!(queues.admit(key("a"), 1), Some(1));
         assert_eq!(queues.admit(key("b"), 2), Some(2));
         assert_eq!(
-            queues.admit(Vec::new(), 3),
+            queues.admit(hash_key(&[]), 3),
             Some(3),
             "the empty key is a key"
         );
-        assert_eq!(queues.admit(vec![0xff, 0x00], 4), Some(4));
+        assert_eq!(queues.admit(hash_key(&[0xff, 0x00]), 4), Some(4));
         assert_eq!(queues.running_keys(), 4);
         assert_eq!(queues.waiting(), 0);
     }
@@ -143,9 +155,9 @@ mod tests {
     fn a_key_runs_again_at_once_after_its_last_item_finished() {
         let mut queues = KeyQueues::new();
         assert_eq!(queues.admit(key("a"), 1), Some(1));
-        assert_eq!(queues.finish(b"a"), None);
+        assert_eq!(queues.finish(key("a")), None);
         assert_eq!(queues.admit(key("a"), 2), Some(2));
-        assert_eq!(queues.finish(b"a"), None);
+        assert_eq!(queues.finish(key("a")), None);
         assert_eq!(queues.running_keys(), 0);
     }
 
@@ -154,14 +166,14 @@ mod tests {
         let mut queues = KeyQueues::new();
         for round in 0..3 {
             for k in 0..1_000u32 {
-                assert_eq!(queues.admit(k.to_be_bytes().to_vec(), k), Some(k));
-                assert_eq!(queues.admit(k.to_be_bytes().to_vec(), k + 1), None);
+                assert_eq!(queues.admit(hash_key(&k.to_be_bytes()), k), Some(k));
+                assert_eq!(queues.admit(hash_key(&k.to_be_bytes()), k + 1), None);
             }
             assert_eq!(queues.running_keys(), 1_000, "round {round}");
             assert_eq!(queues.waiting(), 1_000, "round {round}");
             for k in 0..1_000u32 {
-                assert_eq!(queues.finish(&k.to_be_bytes()), Some(k + 1));
-                assert_eq!(queues.finish(&k.to_be_bytes()), None);
+                assert_eq!(queues.finish(hash_key(&k.to_be_bytes())), Some(k + 1));
+                assert_eq!(queues.finish(hash_key(&k.to_be_bytes())), None);
             }
             assert_eq!(queues.running_keys(), 0, "round {round}");
             assert_eq!(queues.waiting(), 0, "round {round}");
@@ -172,9 +184,9 @@ mod tests {
     #[test]
     fn finishing_a_key_with_nothing_running_gives_nothing() {
         let mut queues: KeyQueues<u32> = KeyQueues::new();
-        assert_eq!(queues.finish(b"nobody"), None);
+        assert_eq!(queues.finish(key("nobody")), None);
         assert_eq!(queues.admit(key("a"), 1), Some(1));
-        assert_eq!(queues.finish(b"b"), None);
+        assert_eq!(queues.finish(key("b")), None);
         assert_eq!(queues.running_keys(), 1);
     }
 
@@ -209,7 +221,7 @@ mod tests {
             let (k, item) = running.remove((turn * 7) % running.len());
             turn += 1;
             ran.entry(k).or_default().push(item);
-            if let Some(next) = queues.finish(k.as_bytes()) {
+            if let Some(next) = queues.finish(key(k)) {
                 assert!(
                     running.iter().all(|&(other, _)| other != k),
                     "one item of {k} at a time"
@@ -249,7 +261,7 @@ mod tests {
         assert_eq!(drops.get(), 3, "the queued items, not the running ones");
         assert_eq!(queues.waiting(), 0);
         assert_eq!(queues.running_keys(), 0);
-        assert!(queues.finish(b"a").is_none());
+        assert!(queues.finish(key("a")).is_none());
         let again = queues.admit(key("a"), Item(drops.clone()));
         assert!(again.is_some(), "a runs again at once");
         drop((running_a, running_b, again));

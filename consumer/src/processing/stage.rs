@@ -38,7 +38,7 @@ use tracker::TrackerClient;
 
 use super::contain::Contained;
 use super::key::key_of;
-use super::keys::KeyQueues;
+use super::keys::{hash_key, KeyQueues};
 use super::window::{Advance, Window};
 use crate::handler::{AsyncHandler, Delivery, Flow};
 
@@ -232,7 +232,7 @@ impl Stage {
 /// A delivery's result, as its future returns it.
 struct Done {
     offset: u64,
-    key: Option<Vec<u8>>,
+    key: Option<u64>,
     result: Result<Flow>,
 }
 
@@ -253,7 +253,7 @@ struct Worker<A: AsyncHandler> {
     /// Ordering by key: deliveries waiting for their key.
     keys: KeyQueues<Delivery>,
     /// Admitted, free to start (their key is not busy), in admission order.
-    ready: VecDeque<(Delivery, Option<Vec<u8>>)>,
+    ready: VecDeque<(Delivery, Option<u64>)>,
     /// The handler's futures under way, polled by this task (no task per delivery: cheaper, and
     /// an async handler's work is waiting, not computing).
     running: FuturesUnordered<BoxFuture<'static, Done>>,
@@ -324,8 +324,8 @@ impl<A: AsyncHandler> Worker<A> {
             self.window.admit(offset, own);
             match (&self.ordering, &self.key) {
                 (Ordering::Key, Some(source)) => {
-                    let key = key_of(source, delivery.message());
-                    if let Some(delivery) = self.keys.admit(key.clone(), delivery) {
+                    let key = hash_key(&key_of(source, delivery.message()));
+                    if let Some(delivery) = self.keys.admit(key, delivery) {
                         self.ready.push_back((delivery, Some(key)));
                     }
                 }
@@ -347,7 +347,7 @@ impl<A: AsyncHandler> Worker<A> {
             if self.stop_at.is_some_and(|stop| delivery.offset() > stop) {
                 // After the stop: never started, never done.
                 if let Some(key) = key {
-                    if let Some(next) = self.keys.finish(&key) {
+                    if let Some(next) = self.keys.finish(key) {
                         self.ready.push_back((next, Some(key)));
                     }
                 }
@@ -381,7 +381,7 @@ impl<A: AsyncHandler> Worker<A> {
             result,
         } = done;
         if let Some(key) = key {
-            if let Some(next) = self.keys.finish(&key) {
+            if let Some(next) = self.keys.finish(key) {
                 self.ready.push_back((next, Some(key)));
             }
         }

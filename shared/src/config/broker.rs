@@ -40,6 +40,10 @@ pub struct BrokerSettings {
     /// answers. When set, it replaces `host` and `port`.
     #[serde(deserialize_with = "list_or_commas")]
     pub hosts: Vec<String>,
+    /// The broker's management HTTP API (`http://host:15672`), which `consumer offsets set` and
+    /// `import` ask whether a consumer of the name is connected; absent (the default), derived
+    /// from the first node's host and port 15672. Logs in with `username` and `password`.
+    pub management_url: Option<String>,
 }
 
 /// A list of strings, from a TOML list or from one comma-separated string (an environment
@@ -53,7 +57,13 @@ fn list_or_commas<'de, D: serde::Deserializer<'de>>(
         List(Vec<String>),
         Commas(String),
     }
-    Ok(match ListOrCommas::deserialize(deserializer)? {
+    // The untagged enum's own error names it; say what is expected instead.
+    let value = ListOrCommas::deserialize(deserializer).map_err(|_| {
+        serde::de::Error::custom(
+            "expected a list of \"host:port\" strings, or one string of them separated by commas",
+        )
+    })?;
+    Ok(match value {
         ListOrCommas::List(list) => list,
         ListOrCommas::Commas(text) => text
             .split(',')
@@ -77,6 +87,7 @@ impl Default for BrokerSettings {
             heartbeat: Duration::from_secs(10),
             tls: None,
             hosts: Vec::new(),
+            management_url: None,
         }
     }
 }
@@ -158,6 +169,23 @@ impl BrokerSettings {
         all.join(", ")
     }
 
+    /// The management HTTP API's base URL: `management_url`, else `http://<first node's
+    /// host>:15672`. Call after `validate`.
+    pub fn management_url(&self) -> String {
+        if let Some(url) = &self.management_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = self
+            .endpoints()
+            .first()
+            .map_or_else(|| self.host.clone(), |node| node.host.clone());
+        if host.contains(':') {
+            format!("http://[{host}]:{DEFAULT_MANAGEMENT_PORT}")
+        } else {
+            format!("http://{host}:{DEFAULT_MANAGEMENT_PORT}")
+        }
+    }
+
     /// Rejects `[broker]` (and `[broker.tls]`) values that parse but cannot work.
     pub fn validate(&self) -> Result<()> {
         let invalid = |key: &str, why: &str| Err(Error::Config(format!("broker.{key}: {why}")));
@@ -166,6 +194,9 @@ impl BrokerSettings {
         }
         if self.port == 0 {
             return invalid("port", "must be between 1 and 65535");
+        }
+        if let Some(why) = other_listener(self.port).filter(|_| self.hosts.is_empty()) {
+            return invalid("port", why);
         }
         duration_within(
             "broker.connect_timeout",
@@ -180,9 +211,18 @@ impl BrokerSettings {
             Duration::from_secs(3600),
         )?;
         for (i, host) in self.hosts.iter().enumerate() {
-            if let Err(why) = host.parse::<Endpoint>() {
-                return Err(Error::Config(format!("broker.hosts[{i}]: {why}")));
-            }
+            let why = match host.parse::<Endpoint>() {
+                Err(why) => why,
+                Ok(node) => match other_listener(node.port) {
+                    Some(why) => format!("'{host}': {why}"),
+                    None => continue,
+                },
+            };
+            return Err(Error::Config(format!("broker.hosts[{i}]: {why}")));
+        }
+        if let Some(url) = &self.management_url {
+            check_management_url(url)
+                .map_err(|why| Error::Config(format!("broker.management_url: '{url}': {why}")))?;
         }
         if let Some(tls) = &self.tls {
             for endpoint in self.endpoints() {
@@ -190,6 +230,52 @@ impl BrokerSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// The management plugin's HTTP port, for the derived `management_url`.
+pub const DEFAULT_MANAGEMENT_PORT: u16 = 15672;
+
+/// `broker.management_url` must be a plain `http://host[:port][/prefix]` URL: no credentials
+/// (they come from `username` and `password`, and a URL gets printed), no query; `https` is not
+/// supported by the HTTP client built in (no TLS in it).
+fn check_management_url(text: &str) -> std::result::Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(
+                "https is not supported: use http (on loopback or a trusted network, \
+                        e.g. through an SSH tunnel)"
+                    .into(),
+            )
+        }
+        other => return Err(format!("the scheme must be http, not {other}")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the host is empty".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not hold credentials: broker.username and broker.password are used".into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    Ok(())
+}
+
+/// What listens on `port` on a RabbitMQ node when it is not the stream protocol: the usual
+/// mistake of pointing a stream client at the AMQP or management port.
+fn other_listener(port: u16) -> Option<&'static str> {
+    match port {
+        5672 => Some("5672 is RabbitMQ's AMQP port; streams listen on 5552"),
+        5671 => {
+            Some("5671 is RabbitMQ's AMQP-over-TLS port; streams listen on 5552 (with TLS, 5551)")
+        }
+        15672 => Some("15672 is RabbitMQ's management (HTTP) port; streams listen on 5552"),
+        _ => None,
     }
 }
 
@@ -219,5 +305,32 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod management_url_tests {
+    use super::*;
+
+    #[test]
+    fn the_management_url_is_derived_from_the_first_node_or_checked() {
+        let mut broker = BrokerSettings::default();
+        assert_eq!(broker.management_url(), "http://localhost:15672");
+        broker.hosts = vec!["[::1]:5561".into(), "b:5562".into()];
+        assert_eq!(broker.management_url(), "http://[::1]:15672");
+        broker.management_url = Some("http://mgmt.example:8080/rabbit/".into());
+        assert!(broker.validate().is_ok());
+        assert_eq!(broker.management_url(), "http://mgmt.example:8080/rabbit");
+        for bad in [
+            "https://h:15671",
+            "ftp://h",
+            "http://guest:guest@h:15672",
+            "http://h:15672/?x=1",
+            "localhost:15672x",
+        ] {
+            broker.management_url = Some(bad.into());
+            let err = broker.validate().unwrap_err().to_string();
+            assert!(err.contains("broker.management_url"), "{bad}: {err}");
+        }
     }
 }

@@ -22,6 +22,7 @@ pub struct ConsumerSettings {
     #[serde(with = "humantime_serde")]
     pub reconnect_timeout: Duration,
     /// Where processed messages go besides the tutorial's processing.
+    #[serde(deserialize_with = "super::by_name")]
     pub sink: SinkKind,
     /// Join the consumer group `name`: the broker keeps one active consumer per partition (per
     /// stream, for a plain stream) among the processes with this name. A member runs until
@@ -30,6 +31,10 @@ pub struct ConsumerSettings {
     /// Chunks the broker may send ahead of processing (the protocol's credits), 1 to
     /// [`MAX_INITIAL_CREDITS`]: more keeps the pipe full, each one costs a chunk of memory.
     pub initial_credits: u16,
+    /// Create the stream (or super stream) with the `[stream]` settings if it does not exist.
+    /// Off by default: a consumer started on a mistyped name would otherwise create that stream
+    /// and wait for ever for messages nobody sends; the producer creates streams.
+    pub create_stream: bool,
 }
 
 /// Most credits a consumer may give the broker at once.
@@ -44,6 +49,7 @@ impl Default for ConsumerSettings {
             sink: SinkKind::None,
             single_active: false,
             initial_credits: 10,
+            create_stream: false,
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct TrackerSettings {
     #[serde(with = "humantime_serde")]
     pub store_every: Duration,
     /// Where offsets are kept, and read from to resume.
+    #[serde(deserialize_with = "super::by_name")]
     pub store: OffsetStoreKind,
     /// The SQLite database, with `store = "sqlite"`.
     pub sqlite_path: std::path::PathBuf,

@@ -4,10 +4,14 @@
 //!
 //! This module loads and resolves precedence, and checks the rules that tie sections together;
 //! each section's schema and its own rules live in a file of their own (`broker`, `tls`, `stream`,
-//! `producer`, `consumer`, `processing`); `pem` inspects the TLS files.
+//! `producer`, `consumer`, `processing`); `pem` inspects the TLS files; `origin` knows where each
+//! value came from (flag, environment variable, file line) and `explain` puts errors in words
+//! naming it.
 
 mod broker;
 mod consumer;
+mod explain;
+mod origin;
 pub(crate) mod pem;
 mod processing;
 mod producer;
@@ -22,6 +26,7 @@ pub use broker::{BrokerSettings, Endpoint, Secret};
 pub use consumer::{
     ConsumerSettings, OffsetStoreKind, SinkKind, TrackerSettings, MAX_INITIAL_CREDITS,
 };
+pub use origin::{try_parse_recording_origins, Origin};
 pub use processing::{KeySource, KeySourceError, Ordering, ProcessingSettings, MAX_IN_FLIGHT};
 pub use producer::ProducerSettings;
 pub use stream::StreamSettings;
@@ -65,6 +70,20 @@ pub(crate) fn number_within(key: &str, value: u64, min: u64, max: u64) -> Result
         )));
     }
     Ok(())
+}
+
+/// Reads an enum field written as its name (`store = "sqlite"`) through serde's own reading of
+/// names, so that an unknown one is reported with the allowed ones listed (the config crate's
+/// enum reading names neither). Use with `#[serde(deserialize_with = "super::by_name")]`.
+pub(crate) fn by_name<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::{value::StringDeserializer, Error as _};
+    let name = String::deserialize(deserializer)?;
+    T::deserialize(StringDeserializer::<serde::de::value::Error>::new(name))
+        .map_err(D::Error::custom)
 }
 
 /// The file read when no `--config` is given.
@@ -121,6 +140,7 @@ impl Settings {
                 file.display()
             )));
         }
+        let sources = origin::Sources::gather(&file, overrides);
         let mut builder = config::Config::builder()
             .add_source(config::File::from(file.as_path()).required(required))
             .add_source(
@@ -134,15 +154,17 @@ impl Settings {
         for (key, value) in overrides {
             builder = builder
                 .set_override(*key, value.as_str())
-                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+                .map_err(|e| explain::validation(Error::Config(format!("{key}: {e}")), &sources))?;
         }
         let source = builder
             .build()
-            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+            .map_err(|e| explain::config_error(e, &sources))?;
         let settings: Settings = source
             .try_deserialize()
-            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
-        settings.validate()?;
+            .map_err(|e| explain::config_error(e, &sources))?;
+        settings
+            .validate()
+            .map_err(|e| explain::validation(e, &sources))?;
         Ok(settings)
     }
 

@@ -21,6 +21,7 @@ pub struct ProcessingSettings {
     /// handler processes at once, 1 to [`MAX_IN_FLIGHT`]; 1: strictly one after another.
     pub max_in_flight: u32,
     /// Which deliveries may be processed at the same time.
+    #[serde(deserialize_with = "super::by_name")]
     pub ordering: Ordering,
     /// With `ordering = "key"`: where a message's key is read from.
     pub key: Option<KeySource>,

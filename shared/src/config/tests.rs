@@ -487,3 +487,143 @@ fn the_sqlite_sink_needs_one_delivery_at_a_time_in_stream_order() {
     ));
     assert!(Settings::load(Some(f.path())).is_ok());
 }
+
+/// The error of loading `text` as the configuration file, and the file's path.
+fn error_of(text: &str) -> (String, String) {
+    let f = file_with(text);
+    let err = Settings::load(Some(f.path())).unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{text:?}: {err}");
+    (err.to_string(), f.path().display().to_string())
+}
+
+#[test]
+fn errors_in_the_file_name_the_file_and_line_once() {
+    for (text, expected) in [
+        (
+            "[tracker]\nstore_every = \"soon\"\n",
+            ":2: tracker.store_every: expected a duration such as \"250ms\"",
+        ),
+        (
+            "# a comment\n[broker]\nhost = \"h\"\nportt = 1\n",
+            ":4: unknown key `broker.portt`: [broker] has `host`, `port`",
+        ),
+        (
+            "[brokr]\nhost = \"x\"\n",
+            ":1: unknown key `brokr`: the sections are `broker`",
+        ),
+        (
+            "[broker]\nport = \"many\"\n",
+            ":2: broker.port: expected a whole number, found string \"many\"",
+        ),
+        (
+            "[producer]\n\nmessage_count = 0\n",
+            ":3: producer.message_count: must be at least 1",
+        ),
+    ] {
+        let (err, path) = error_of(text);
+        assert!(
+            err.starts_with(&format!("configuration error: {path}{expected}")),
+            "{text:?} gave {err:?}"
+        );
+        assert_eq!(err.matches(&path).count(), 1, "{err}");
+    }
+    // TOML syntax: the file once, and the parser's line and column.
+    let (err, path) = error_of("[broker\n");
+    assert!(
+        err.starts_with(&format!(
+            "configuration error: {path}: TOML parse error at line 1"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches(&path).count(), 1, "{err}");
+}
+
+#[test]
+fn unknown_names_list_the_allowed_ones_in_our_words() {
+    for (text, expected) in [
+        (
+            "[tracker]\nstore = \"redis\"\n",
+            "tracker.store: unknown value `redis`: use `broker` or `sqlite`",
+        ),
+        (
+            "[consumer]\nsink = \"redis\"\n",
+            "consumer.sink: unknown value `redis`: use `none` or `sqlite`",
+        ),
+        (
+            "[processing]\nordering = \"random\"\n",
+            "processing.ordering: unknown value `random`: use `partition`, `key`, `unordered`",
+        ),
+        (
+            "[broker]\nhosts = 5\n",
+            "broker.hosts: expected a list of \"host:port\" strings",
+        ),
+        (
+            "[metrics]\nlisten = \"nope\"\n",
+            "metrics.listen: expected an address and a port",
+        ),
+    ] {
+        let (err, _) = error_of(text);
+        assert!(err.contains(expected), "{text:?} gave {err:?}");
+        for internal in ["enum ", "variant", "untagged", "Kind", "invalid type"] {
+            assert!(!err.contains(internal), "{text:?} gave {err:?}");
+        }
+    }
+}
+
+#[test]
+fn the_amqp_and_management_ports_are_recognised() {
+    for (text, expected) in [
+        (
+            "[broker]\nport = 5672\n",
+            ":2: broker.port: 5672 is RabbitMQ's AMQP port; streams listen on 5552",
+        ),
+        (
+            "[broker]\nhosts = [\"a:5552\", \"b:5672\"]\n",
+            ":2: broker.hosts[1]: 'b:5672': 5672 is RabbitMQ's AMQP port; streams listen on 5552",
+        ),
+        (
+            "[broker]\nport = 15672\n",
+            ":2: broker.port: 15672 is RabbitMQ's management",
+        ),
+    ] {
+        let (err, path) = error_of(text);
+        assert!(
+            err.starts_with(&format!("configuration error: {path}{expected}")),
+            "{text:?} gave {err:?}"
+        );
+    }
+    // With broker.hosts, broker.port is not used.
+    let f = file_with("[broker]\nport = 5672\nhosts = [\"a:5552\"]\n");
+    assert!(Settings::load(Some(f.path())).is_ok());
+}
+
+#[test]
+fn an_override_is_named_as_such_never_as_the_file() {
+    let f = file_with("[tracker]\nstore_every = \"1s\"\n");
+    let path = f.path().display().to_string();
+    for (key, value, expected) in [
+        (
+            "tracker.store_every",
+            "5",
+            "override tracker.store_every=5: tracker.store_every: expected a duration",
+        ),
+        (
+            "broker.port",
+            "5672",
+            "override broker.port=5672: broker.port: 5672 is RabbitMQ's AMQP port",
+        ),
+        (
+            "broker.portt",
+            "1",
+            "override broker.portt=1: unknown key `broker.portt`",
+        ),
+    ] {
+        let loaded = Settings::load_with(Some(f.path()), &[(key, value.to_owned())]);
+        let err = loaded.unwrap_err().to_string();
+        assert!(err.contains(expected), "{key}={value} gave {err:?}");
+        assert!(
+            !err.contains(&path),
+            "{key}={value} blamed the file: {err:?}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use rabbitmq_stream_client::{Client, ClientOptions, Environment, TlsConfiguratio
 use super::close_within;
 use super::tls::{describe_tls_connect_error, tls_configuration};
 use crate::config::{BrokerSettings, Endpoint};
-use crate::error::{describe_client_error, Error, Result};
+use crate::error::{describe_connect_error, Error, Result};
 
 /// Runs a connection attempt to `endpoint` under the configured deadline.
 async fn within_deadline<T>(
@@ -23,13 +23,13 @@ async fn within_deadline<T>(
         Ok(Err(err)) => Err(Error::Connect {
             reason: match &broker.tls {
                 Some(tls) => describe_tls_connect_error(&err, tls, &endpoint_text)
-                    .unwrap_or_else(|| describe_client_error(&err)),
+                    .unwrap_or_else(|| describe_connect_error(&err)),
                 // What a TLS listener does to a client that does not speak TLS.
                 None if matches!(err, ClientError::ConnectionClosed) => format!(
                     "{}; or is {endpoint_text} a TLS listener (then set [broker.tls])?",
-                    describe_client_error(&err),
+                    describe_connect_error(&err),
                 ),
-                None => describe_client_error(&err),
+                None => describe_connect_error(&err),
             },
             endpoint: endpoint_text,
             source: Some(Box::new(err)),

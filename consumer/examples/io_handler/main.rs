@@ -2,8 +2,8 @@
 //! database write, an HTTP request — many of them at once (`[processing]` in `config.toml`), and
 //! the tracker stores only offsets below which every call has finished.
 //!
-//! The call here is a STAND-IN: a timer of `--work-ms` in place of the round trip. It is
-//! `async-io`'s timer (a timerfd: it fires within tens of microseconds of its deadline), not
+//! The call here is a STAND-IN: a call to a pretend remote service ([`remote`]) that answers
+//! `--work-ms` later, in place of the round trip. It is precise to tens of microseconds, unlike
 //! `tokio::time::sleep`, whose millisecond wheel rounds every deadline up to the next tick and
 //! sleeps 2.2 ms when asked for 1 ms (measured here): `--tokio-sleep` shows that.
 //! After it "succeeds", with `--print-handled`, the handler prints `handled <stream> <offset>` on
@@ -17,12 +17,15 @@
 //!   cargo run -p consumer --example io_handler -- --work-ms 1
 //! ```
 
+mod remote;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use consumer::{AsyncHandler, Delivery, Flow};
+use remote::Remote;
 use shared::cli::CommonArgs;
 use shared::runtime;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +40,8 @@ struct Cli {
     #[arg(long, default_value_t = 1.0, value_parser = parse_work_ms)]
     work_ms: f64,
 
-    /// Wait with `tokio::time::sleep` (millisecond ticks, rounded up) instead of the precise timer
+    /// Wait with `tokio::time::sleep` (millisecond ticks, rounded up) instead of the stand-in
+    /// remote service
     #[arg(long)]
     tokio_sleep: bool,
 
@@ -55,7 +59,8 @@ struct Cli {
 struct SlowWrite {
     stream: String,
     work: Duration,
-    tokio_sleep: bool,
+    /// The stand-in service (`None`: `--tokio-sleep`, or no work).
+    remote: Option<Remote>,
     fail_at: Option<u64>,
     print_handled: bool,
     /// A consumer-group member runs until stopped rather than ending at the marker.
@@ -65,10 +70,10 @@ struct SlowWrite {
 impl AsyncHandler for SlowWrite {
     async fn handle(&self, delivery: Delivery) -> shared::Result<Flow> {
         // STAND-IN for the I/O call: a database write or an HTTP request would go here.
-        if self.tokio_sleep {
-            tokio::time::sleep(self.work).await;
-        } else if !self.work.is_zero() {
-            async_io::Timer::after(self.work).await;
+        match &self.remote {
+            Some(remote) => remote.call().await.map_err(shared::Error::Local)?,
+            None if !self.work.is_zero() => tokio::time::sleep(self.work).await,
+            None => {}
         }
         if self.fail_at == Some(delivery.offset()) {
             return Err(shared::Error::Local(format!(
@@ -112,11 +117,20 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         let deadline = consumer::shutdown_deadline(&settings);
         let stream = settings.stream.name.clone();
+        let work = Duration::from_secs_f64(cli.work_ms / 1000.0);
+        let remote = if cli.tokio_sleep || work.is_zero() {
+            None
+        } else {
+            let remote = Remote::start(work).map_err(|err| {
+                shared::Error::Local(format!("cannot start the stand-in remote service: {err}"))
+            })?;
+            Some(remote)
+        };
         let handlers = |partition: Option<&str>| {
             Ok(SlowWrite {
                 stream: partition.unwrap_or(&stream).to_owned(),
-                work: Duration::from_secs_f64(cli.work_ms / 1000.0),
-                tokio_sleep: cli.tokio_sleep,
+                work,
+                remote: remote.clone(),
                 fail_at: cli.fail_at,
                 print_handled: cli.print_handled,
                 service: settings.consumer.single_active,
