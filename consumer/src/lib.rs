@@ -40,11 +40,13 @@
 //! | `processing/window.rs`, `keys.rs`, `key.rs` | the finished prefix; one delivery per key at a time; where a key comes from |
 //! | `processing/contain.rs` | a handler's panic becomes the run's error |
 //! | `attach.rs` | the streams to consume exist (created only with `consumer.create_stream`); a line when attaching at the end or to an empty stream |
+//! | `backlog.rs` | what the progress display says: the backlog (a bar while catching up, a spinner when tailing) and the offsets |
 //! | `print.rs` | [`PrintHandler`] (`consumer --print`: each message through a `--format` template) and [`Limit`] (`--max-messages`) |
 //! | `offsets.rs` | `consumer offsets show/set`: a consumer's stored offset beside the stream's bounds, or a new one |
 //! | `main.rs` | the `consumer` binary: flags, signals, the summary |
 
 mod attach;
+mod backlog;
 mod consume;
 mod handler;
 pub mod offsets;
@@ -179,6 +181,8 @@ impl Report {
                     failovers: p.outcome.failovers,
                     max_interruption_ms: u64::try_from(p.outcome.max_interruption.as_millis())
                         .unwrap_or(u64::MAX),
+                    lag_seconds: p.outcome.lag.map(|lag| lag.as_secs_f64()),
+                    max_lag_seconds: p.outcome.max_lag.map(|lag| lag.as_secs_f64()),
                     marker: p.outcome.reached_marker,
                 })
                 .collect(),
@@ -284,8 +288,8 @@ where
     F: FnMut(Option<&str>) -> Result<StartProcessing>,
 {
     let name = settings.consumer.name.as_str();
-    if let Some(listen) = settings.metrics.listen {
-        shared::metrics::serve(listen)?;
+    if let Some(listen) = &settings.metrics.listen {
+        shared::metrics::serve(listen, &[(shared::metrics::CONSUMER_LABEL, name)]).await?;
     }
     let environment =
         connection::environment(&settings.broker, &format!("consumer {name}")).await?;
@@ -400,7 +404,8 @@ async fn prepare(
     if replay {
         tracing::info!(
             consumer = name,
-            "{label}--replay: ignoring the stored offset {stored:?} this once"
+            "{label}--replay: ignoring the stored offset ({}) this once",
+            shared::offset_spec::show_offset(stored)
         );
         stored = None;
     }

@@ -83,13 +83,27 @@ enum Command {
         #[command(subcommand)]
         action: consumer::offsets::OffsetsAction,
     },
+    /// Print the effective configuration, each value with where it came from (flag, environment
+    /// variable, file:line, built-in default), secrets as ***; with --check, then probe the broker
+    Config {
+        /// Also probe the broker, a line per step with ok/FAIL and a hint: TCP, the stream
+        /// protocol, credentials, virtual host, the stream, the stored offset, the management
+        /// API; exit 1 if a step fails
+        #[arg(long)]
+        check: bool,
+    },
     #[command(flatten)]
     About(shared::cli::AboutSelf),
 }
 
 impl Cli {
     fn settings(&self) -> shared::Result<Settings> {
-        let mut own = vec![];
+        Settings::load_with(self.common.file.config.as_deref(), &self.overrides())
+    }
+
+    /// The configuration keys the flags set (the common ones, then the consumer's).
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut own = self.common.overrides();
         push(&mut own, "consumer.offset", &self.offset);
         push(&mut own, "consumer.name", &self.name);
         push(
@@ -101,7 +115,7 @@ impl Cli {
         if self.create_stream {
             own.push(("consumer.create_stream", "true".into()));
         }
-        self.common.load(own)
+        own
     }
 }
 
@@ -120,7 +134,13 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };
+    let overrides = cli.overrides();
     match cli.command {
+        Some(Command::Config { check }) => runtime::run(async move {
+            let file = cli.common.file.config.as_deref();
+            let program = shared::config::probe::Program::Consumer;
+            shared::config::probe::config_command(&settings, file, &overrides, program, check).await
+        }),
         None => runtime::run(consume(
             settings,
             cli.replay,
@@ -223,6 +243,8 @@ where
             outcome.reached_marker,
         );
     }
+    // On a terminal, the same figures as a table a person reads.
+    shared::progress::show_summary(&report.summary());
     if summary_json {
         report.summary().print_json();
     }

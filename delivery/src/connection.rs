@@ -301,7 +301,7 @@ impl Connection {
         let frame = frame.ok_or_else(|| {
             self.network(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the broker closed the socket",
+                "the socket was closed by the other end (the broker, or a proxy between)",
             ))
         })?;
         frame::parse(frame).map_err(|detail| self.protocol(detail))

@@ -81,7 +81,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "the broker closed the socket in the middle of a frame",
+                        "the socket was closed by the other end (the broker, or a proxy between) in the middle of a frame",
                     ))
                 };
             }

@@ -385,7 +385,7 @@ impl Task {
                     let frame = frame.ok_or_else(|| {
                         self.conn.network(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            "the broker closed the socket",
+                            "the socket was closed by the other end (the broker, or a proxy between)",
                         ))
                     })?;
                     self.last_read = Instant::now();

@@ -541,7 +541,7 @@ impl Pump {
                         Ok(None) => {
                             return Err(self.conn.network(std::io::Error::new(
                                 std::io::ErrorKind::UnexpectedEof,
-                                "the broker closed the socket",
+                                "the socket was closed by the other end (the broker, or a proxy between)",
                             )))
                         }
                         Err(e) => return Err(self.conn.network(e)),

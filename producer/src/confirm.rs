@@ -80,10 +80,12 @@ impl Confirmations {
                     status.status()
                 );
                 self.rejected.fetch_add(1, Ordering::AcqRel);
+                shared::metrics::record_nacks(1);
             }
             Err(err) => {
                 tracing::warn!("publishing failed: {err}");
                 self.rejected.fetch_add(1, Ordering::AcqRel);
+                shared::metrics::record_nacks(1);
             }
         }
         self.changed.notify_one();

@@ -39,6 +39,7 @@
 //! | `connect.rs` | building a lane's producer (plain or named) and querying the broker's last publishing id |
 //! | `confirm.rs` | [`Confirmations`]: counting confirmations and rejections, the lost-connection hook, waiting for them |
 //! | `progress.rs` | the progress display on stderr |
+//! | `metrics.rs` | the Prometheus metrics (`[metrics] listen`): published, confirmed, in flight per stream, read from the lanes' progress counters |
 //! | `body.rs` | the body format: [`body`], [`wave_body`], [`is_marker`] |
 //! | `main.rs` | the `producer` program: flags, settings, the tutorial's output, the summary lines |
 //!
@@ -50,6 +51,7 @@ mod body;
 mod confirm;
 mod connect;
 mod lane;
+mod metrics;
 mod progress;
 mod resend;
 mod wave;

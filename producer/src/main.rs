@@ -48,15 +48,35 @@ struct Cli {
     no_marker: bool,
 
     #[command(subcommand)]
-    command: Option<AboutSelf>,
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the effective configuration, each value with where it came from (flag, environment
+    /// variable, file:line, built-in default), secrets as ***; with --check, then probe the broker
+    Config {
+        /// Also probe the broker, a line per step with ok/FAIL and a hint: TCP, the stream
+        /// protocol, credentials, virtual host, the stream, the management API; exit 1 if a step
+        /// fails
+        #[arg(long)]
+        check: bool,
+    },
+    #[command(flatten)]
+    About(AboutSelf),
 }
 
 impl Cli {
     fn settings(&self) -> shared::Result<Settings> {
-        let mut own = vec![];
+        Settings::load_with(self.common.file.config.as_deref(), &self.overrides())
+    }
+
+    /// The configuration keys the flags set (the common ones, then the producer's).
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut own = self.common.overrides();
         push(&mut own, "producer.message_count", &self.count);
         push(&mut own, "producer.name", &self.name);
-        self.common.load(own)
+        own
     }
 }
 
@@ -64,7 +84,7 @@ fn main() -> ExitCode {
     shared::telemetry::init();
     runtime::exit_on_panic(|| false);
     let cli: Cli = shared::cli::parse();
-    if let Some(about) = &cli.command {
+    if let Some(Command::About(about)) = &cli.command {
         // Before the configuration: completions and the man page work whatever it says.
         return match about.print::<Cli>() {
             Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +95,14 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return runtime::fail(&err),
     };
+    if let Some(Command::Config { check }) = cli.command {
+        let overrides = cli.overrides();
+        return runtime::run(async move {
+            let file = cli.common.file.config.as_deref();
+            let program = shared::config::probe::Program::Producer;
+            shared::config::probe::config_command(&settings, file, &overrides, program, check).await
+        });
+    }
     // Read before connecting: a missing file is a usage error, whatever the broker.
     let lines = match cli.from_file.as_deref().map(read_lines).transpose() {
         Ok(lines) => lines,
@@ -142,6 +170,8 @@ async fn produce(
         report.confirmed,
         report.reconnects,
     );
+    // On a terminal, the same figures as a table a person reads.
+    shared::progress::show_summary(&report.summary());
     if summary_json {
         report.summary().print_json();
     }

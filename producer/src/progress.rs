@@ -27,7 +27,7 @@ pub(crate) async fn report_progress(
             _ = ticks.tick() => {
                 let sum = |read: fn(&LaneProgress) -> u64| lanes.iter().map(read).sum::<u64>();
                 let published = sum(|lane| lane.published.load(Ordering::Relaxed));
-                let details = format!("published {published}");
+                let details = format!("published {}", progress::count(published));
                 reporter.tick(sum(|lane| lane.confirmed.load(Ordering::Relaxed)), &details);
             }
             _ = &mut stop => break,

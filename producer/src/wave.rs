@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::body::Bodies;
 use crate::connect::LaneTarget;
 use crate::lane::Lane;
+use crate::metrics::record_metrics;
 use crate::progress::{report_progress, LaneProgress};
 use crate::resend::publish_lane;
 
@@ -35,6 +36,9 @@ impl Target {
     /// Connects to the configured broker and makes sure the configured stream (or super stream)
     /// exists, creating it with the configured retention if not.
     pub async fn connect(settings: &Settings) -> Result<Self> {
+        if let Some(listen) = &settings.metrics.listen {
+            shared::metrics::serve(listen, &[]).await?;
+        }
         let environment = connection::environment(&settings.broker, "producer").await?;
         let streams =
             connection::ensure_stream(&environment, &settings.broker, &settings.stream).await?;
@@ -136,6 +140,11 @@ async fn publish(target: &Target, bodies: Bodies, count: u64) -> Result<WaveRepo
     // Dropping `stop` (here, or with this future) ends the reporter, which clears its display.
     let (stop, stopped) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report_progress(progress.clone(), count, stopped));
+    let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+    if shared::metrics::serving() {
+        let streams = lanes.iter().map(|lane| lane.stream.clone()).collect();
+        tokio::spawn(record_metrics(progress.clone(), streams, metrics_stopped));
+    }
     let started = Instant::now();
     // On the runtime's worker threads, beside the client's own tasks; dropping the set (with
     // this future, or on the first failure) stops every lane.
@@ -171,6 +180,7 @@ async fn publish(target: &Target, bodies: Bodies, count: u64) -> Result<WaveRepo
     }
     report.elapsed = started.elapsed();
     drop(stop);
+    drop(stop_metrics);
     let _ = reporter.await;
     Ok(report)
 }

@@ -59,6 +59,13 @@ pub struct PartitionSummary {
     /// again), in milliseconds.
     #[serde(default)]
     pub max_interruption_ms: u64,
+    /// How far behind the stream's end it was, in seconds, as last sampled (every 5 s): 0 when
+    /// nothing followed the last processed message; `None` without a sample.
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+    /// The most it was behind, in seconds, over the samples.
+    #[serde(default)]
+    pub max_lag_seconds: Option<f64>,
     /// Whether the marker was processed.
     pub marker: bool,
 }
@@ -118,6 +125,8 @@ mod tests {
                 messages: 3,
                 first_offset: Some(0),
                 last_offset: Some(2),
+                lag_seconds: Some(0.0),
+                max_lag_seconds: Some(4.25),
                 marker: true,
                 ..PartitionSummary::default()
             }],
@@ -125,5 +134,13 @@ mod tests {
         let log = format!("INFO something\n{}\nINFO after\n", summary.json_line());
         assert_eq!(RunSummary::find(&log), Some(summary));
         assert_eq!(RunSummary::find("summary: messages=3"), None);
+    }
+
+    #[test]
+    fn a_line_without_the_lag_reads_back_without_it() {
+        let older = r#"summary-json: {"program":"consumer","messages":1,"seconds":1.0,"msg_per_s":1.0,"reconnects":0,"partitions":[{"stream":"s","messages":1,"seconds":1.0,"first_offset":0,"last_offset":0,"stored_offset":0,"stores":1,"store_errors":0,"reconnects":0,"marker":true}]}"#;
+        let summary = RunSummary::find(older).unwrap();
+        assert_eq!(summary.partitions[0].lag_seconds, None);
+        assert_eq!(summary.partitions[0].max_lag_seconds, None);
     }
 }

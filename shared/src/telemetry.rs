@@ -16,7 +16,7 @@ pub fn init() {
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();

@@ -12,7 +12,7 @@
 //! | [`cluster`] | the cluster's ports, [`cluster::require_cluster`], `scripts/cluster.sh`, the lock the node-stopping tests take turns with, a stream's leader |
 //! | [`streams`] | unique names, [`streams::TestStream`] and [`streams::OwnedStream`] deleted on drop, the producer's wave, the offsets a run processed |
 //! | [`process`] | our binaries: building and locating them, running them under a deadline, [`process::Running`] in the background, kill loops, their output |
-//! | [`proxy`] | [`proxy::StoreCountingProxy`], counting the offset stores that cross the wire |
+//! | [`proxy`] | [`proxy::StoreCountingProxy`], counting the offset stores that cross the wire; it can be cut and restored |
 //! | [`connections`] | [`connections::ConnectionCountingProxy`], counting the connections a process opens |
 //! | [`summary`] | a run's typed summary ([`shared::summary::RunSummary`]) from its output |
 //! | [`peer`] | writers of sub-entry batches: [`peer::sub_entries::SubEntryPublisher`] (ours, every codec, unknown codec codes) and Python `rstream` ([`peer::rstream`]) |

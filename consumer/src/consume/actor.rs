@@ -35,7 +35,6 @@ use shared::config::Endpoint;
 use shared::connection::CLOSE_TIMEOUT;
 use shared::error::{Error, Result};
 use shared::metrics::ConsumerMetrics;
-use shared::offset_spec::show_offset;
 use shared::progress::{self, Reporter};
 use shared::retry::Backoff;
 use shared::OffsetSpec;
@@ -79,6 +78,11 @@ pub struct Outcome {
     pub failovers: u64,
     /// The longest time between losing the subscription and having it again.
     pub max_interruption: Duration,
+    /// How far behind the stream's end it was in time, as last sampled (every 5 s; `None`
+    /// before the first sample).
+    pub lag: Option<Duration>,
+    /// The most it was behind in time, over the samples.
+    pub max_lag: Option<Duration>,
 }
 
 /// How a stream's deliveries are processed.
@@ -312,8 +316,9 @@ impl ConsumerActor {
                         return;
                     }
                     let room = stage.room();
-                    if room == 0 {
-                        let wait = stage.wait_for_room(self.shutdown.clone());
+                    let wanted = stage.refill().min(self.queued.len());
+                    if room < wanted.max(1) {
+                        let wait = stage.wait_for_room(wanted, self.shutdown.clone());
                         ctx.wait(wait.into_actor(self).map(|(), actor, ctx| {
                             if actor.shutdown.is_cancelled() {
                                 actor.finish(None, ctx);
@@ -527,6 +532,7 @@ impl ConsumerActor {
         let moved = self.node.as_ref().is_some_and(|before| before != node);
         if moved {
             self.outcome.failovers += 1;
+            self.metrics.failovers.increment(1);
         }
         self.outcome.max_interruption = self.outcome.max_interruption.max(interruption);
         let from = match (&self.node, moved) {
@@ -656,16 +662,16 @@ impl Actor for ConsumerActor {
                 return;
             }
             let stored = actor.tracker.stored.borrow().offset;
-            let details = format!(
-                "last processed {}, last stored {}, lag {}",
-                show_offset(actor.last_processed()),
-                show_offset(stored),
-                actor
-                    .lag()
-                    .map_or_else(|| "?".into(), |lag| lag.to_string())
-            );
-            actor.progress.tick(actor.messages(), &details);
+            let last = actor.last_processed();
+            let behind =
+                crate::backlog::behind(actor.stream_end, last, stored, actor.subscription.start);
+            let details = crate::backlog::details(last, stored, behind);
+            actor
+                .progress
+                .tick_behind(actor.messages(), behind, &details);
         });
+        // The first sample now, so that the backlog shows from the first second.
+        self.probe_stream_end(ctx);
         ctx.run_interval(LAG_PROBE_EVERY, |actor, ctx| actor.probe_stream_end(ctx));
     }
 }

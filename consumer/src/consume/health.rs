@@ -8,7 +8,7 @@
 //! every partition), never on connections or subscriptions of their own: what they cost the
 //! broker must not grow with partitions.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use shared::connection::{self, StreamState};
@@ -29,37 +29,75 @@ impl ConsumerActor {
     /// Offsets between the last processed message and the stream's end, as last sampled.
     pub(super) fn lag(&self) -> Option<u64> {
         let end = self.stream_end?;
-        // Before this run processed anything, it is behind from where it resumed.
-        let at = self
-            .last_processed()
-            .or(self.tracker.stored.borrow().offset)?;
-        Some(end.saturating_sub(at))
+        Some(end.saturating_sub(self.lag_from()?))
     }
 
-    /// Samples the stream's end for the lag: the first offset of its last committed chunk
-    /// (StreamStats on the process's query connection). That is not the last offset — the
-    /// chunk's other records, and a tracking chunk (a stored offset) counts too — so the lag is
-    /// a gauge, off by up to a chunk; the idle check does not rely on it.
+    /// Where the lag counts from: the last processed offset, or before this run processed
+    /// anything, where it resumed.
+    fn lag_from(&self) -> Option<u64> {
+        self.last_processed()
+            .or(self.tracker.stored.borrow().offset)
+    }
+
+    /// Seconds behind the stream's last message `end`: none when nothing follows what was
+    /// processed; else how long ago the broker wrote the last processed message's chunk (the
+    /// stream's tail is at most as new as now: an upper bound when the producer has paused,
+    /// exact while it publishes). `None` when behind and nothing was processed yet.
+    fn lag_seconds(&self, end: u64) -> Option<f64> {
+        if self.lag_from().is_some_and(|at| end <= at) {
+            return Some(0.0);
+        }
+        let written = self.metrics.last_processed_timestamp.get()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Some((now - written).max(0.0))
+    }
+
+    /// Samples the stream's end for the lag, on the process's query connections: StreamStats'
+    /// `committed_chunk_id` (the first offset of the last chunk) when that is a chunk already
+    /// processed — nothing follows; otherwise the offset of the last message, read with a
+    /// short subscription at `last` (tracking chunks, which follow every store, are skipped), or
+    /// the committed chunk's id if that read gets nothing. The offset lag is an offset
+    /// difference: offset stores between take offsets too, so it is an upper bound on messages.
     pub(super) fn probe_stream_end(&mut self, ctx: &mut Context<Self>) {
         if self.probing_end || self.phase != Phase::Consuming {
             return;
         }
         self.probing_end = true;
         let subscription = self.subscription.clone();
+        let at = self.lag_from();
         let probe = async move {
-            subscription
-                .queries()
-                .committed_chunk_id(&subscription.stream)
-                .await
+            let queries = subscription.queries();
+            let stream = &subscription.stream;
+            let Some(committed) = queries.committed_chunk_id(stream).await? else {
+                return Ok(None);
+            };
+            if at.is_some_and(|at| committed <= at) {
+                return Ok(Some((committed, true)));
+            }
+            Ok(match queries.last_offset(stream, PROBE_WAIT).await? {
+                Some(last) => Some((last, true)),
+                None => Some((committed, false)),
+            })
         };
-        ctx.spawn(probe.into_actor(self).map(|end, actor, _| {
+        ctx.spawn(probe.into_actor(self).map(|end: Result<_>, actor, _| {
             actor.probing_end = false;
             match end {
-                Ok(Some(end)) => {
+                Ok(Some((end, exact))) => {
                     actor.stream_end = Some(end);
-                    if let Some(lag) = actor.lag() {
-                        shared::metrics::record_lag(&actor.subscription.stream, lag);
+                    let Some(lag) = actor.lag() else { return };
+                    // Seconds only from an exact end, and for a member that consumes.
+                    let seconds = (exact && actor.active)
+                        .then(|| actor.lag_seconds(end))
+                        .flatten();
+                    if let Some(seconds) = seconds {
+                        let behind = Duration::from_secs_f64(seconds);
+                        actor.outcome.lag = Some(behind);
+                        actor.outcome.max_lag = actor.outcome.max_lag.max(Some(behind));
                     }
+                    shared::metrics::record_lag(&actor.subscription.stream, lag, seconds);
                 }
                 Ok(None) => {}
                 Err(err) => tracing::debug!("lag probe: {err}"),

@@ -108,7 +108,7 @@ async fn apply(admin: &Admin, plans: &[Plan], dry_run: bool) -> Result<()> {
             After::Forget => "none".into(),
         };
         if dry_run {
-            println!(
+            let _ = shared::outln!(
                 "dry run: consumer '{}' on '{}' {}: {before} -> {shown_after}, the next run \
                  would start at {}: {}",
                 plan.name,
@@ -122,7 +122,7 @@ async fn apply(admin: &Admin, plans: &[Plan], dry_run: bool) -> Result<()> {
         match plan.after {
             After::Offset(offset) => {
                 admin.store(&plan.name, &plan.stream, offset).await?;
-                println!(
+                let _ = shared::outln!(
                     "stored offset {offset} for consumer '{}' on stream '{}' {}: the next run \
                      starts at {} (was {before}: {})",
                     plan.name,
@@ -134,7 +134,7 @@ async fn apply(admin: &Admin, plans: &[Plan], dry_run: bool) -> Result<()> {
             }
             After::Forget => {
                 admin.forget(&plan.name, &plan.stream)?;
-                println!(
+                let _ = shared::outln!(
                     "removed the offset of consumer '{}' on stream '{}' {}: the next run starts \
                      at {} (was {before}: {}); the broker's copy is unchanged",
                     plan.name,
@@ -147,7 +147,7 @@ async fn apply(admin: &Admin, plans: &[Plan], dry_run: bool) -> Result<()> {
         }
     }
     if dry_run {
-        println!("dry run: nothing was changed");
+        let _ = shared::outln!("dry run: nothing was changed");
     }
     Ok(())
 }

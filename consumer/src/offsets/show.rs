@@ -53,12 +53,12 @@ pub(super) async fn show(admin: &Admin, names: &[String], output: Output) -> Res
         .await?;
     let rows: Vec<Row> = per_stream.into_iter().flatten().collect();
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| shared::Error::Internal(format!(
-                "cannot write the rows as JSON: {e}"
-            )))?
-        ),
+        Output::Json => {
+            let json = serde_json::to_string_pretty(&rows).map_err(|e| {
+                shared::Error::Internal(format!("cannot write the rows as JSON: {e}"))
+            })?;
+            let _ = shared::outln!("{json}");
+        }
         Output::Table => print_table(admin, &rows),
     }
     Ok(())
@@ -179,16 +179,16 @@ fn print_table(admin: &Admin, rows: &[Row]) {
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        let _ = shared::outln!("{}", line.join("  ").trim_end());
     }
     if rows.iter().any(|r| r.stored_offset.is_none()) {
-        println!(
+        let _ = shared::outln!(
             "(none: nothing stored; the next run starts at consumer.offset = {})",
             admin.settings.consumer.offset
         );
     }
     if rows.iter().any(|r| !r.lag_messages_exact) {
-        println!(
+        let _ = shared::outln!(
             "(<=N: counting took over {}s; N is the offset difference, an upper bound)",
             COUNT_BUDGET.as_secs()
         );

@@ -100,6 +100,8 @@ enum Command {
 /// The consumer actor's handle on its stage.
 pub(crate) struct Stage {
     permits: Arc<Semaphore>,
+    /// The semaphore's permits in all: [`window_size`].
+    window: usize,
     commands: mpsc::UnboundedSender<Command>,
     halted: CancellationToken,
     progress: watch::Receiver<StageProgress>,
@@ -115,7 +117,8 @@ impl Stage {
         stream: &str,
         metrics: ConsumerMetrics,
     ) -> Self {
-        let permits = Arc::new(Semaphore::new(window_size(settings)));
+        let window = window_size(settings);
+        let permits = Arc::new(Semaphore::new(window));
         let (commands, inbox) = mpsc::unbounded_channel();
         let (events_tx, events) = futures::channel::mpsc::unbounded();
         let (progress_tx, progress) = watch::channel(StageProgress::default());
@@ -130,6 +133,7 @@ impl Stage {
             tracker,
             metrics,
             window: Window::new(),
+            held: None,
             keys: KeyQueues::new(),
             ready: VecDeque::new(),
             running: FuturesUnordered::new(),
@@ -144,6 +148,7 @@ impl Stage {
         tokio::spawn(worker.run(inbox));
         Self {
             permits,
+            window,
             commands,
             halted,
             progress,
@@ -172,16 +177,26 @@ impl Stage {
         self.halted.is_cancelled()
     }
 
-    /// Resolves once a delivery may be admitted, or the stage halted, or `shutdown` came.
+    /// How many deliveries to wait room for before admitting more: a quarter of the window, so
+    /// that the window is refilled in batches rather than a few deliveries per wake-up of the
+    /// consumer actor (each a hop between threads), while three quarters stay admitted.
+    pub(crate) fn refill(&self) -> usize {
+        (self.window / 4).max(1)
+    }
+
+    /// Resolves once `wanted` deliveries may be admitted (at most the window), or the stage
+    /// halted, or `shutdown` came.
     pub(crate) fn wait_for_room(
         &self,
+        wanted: usize,
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + 'static {
         let permits = self.permits.clone();
         let halted = self.halted.clone();
+        let wanted = u32::try_from(wanted.clamp(1, self.window)).unwrap_or(1);
         async move {
             tokio::select! {
-                _ = permits.acquire_owned() => {}
+                _ = permits.acquire_many_owned(wanted) => {}
                 _ = halted.cancelled() => {}
                 _ = shutdown.cancelled() => {}
             }
@@ -248,8 +263,11 @@ struct Worker<A: AsyncHandler> {
     stream: String,
     tracker: TrackerClient,
     metrics: ConsumerMetrics,
-    /// Admitted and not covered by the finished prefix, each holding its permit.
-    window: Window<OwnedSemaphorePermit>,
+    /// Admitted and not covered by the finished prefix.
+    window: Window<()>,
+    /// The permits of the deliveries in the window, one each: given back as the prefix covers
+    /// them, many at once (one permit per delivery would lock the semaphore per delivery).
+    held: Option<OwnedSemaphorePermit>,
     /// Ordering by key: deliveries waiting for their key.
     keys: KeyQueues<Delivery>,
     /// Admitted, free to start (their key is not busy), in admission order.
@@ -305,23 +323,26 @@ impl<A: AsyncHandler> Worker<A> {
         self.running.clear();
     }
 
-    fn admit(&mut self, deliveries: Vec<Delivery>, mut permit: OwnedSemaphorePermit) {
+    fn admit(&mut self, mut deliveries: Vec<Delivery>, permit: OwnedSemaphorePermit) {
         if self.first_admitted.is_none() {
             self.first_admitted = deliveries.first().map(Delivery::offset);
             let now = Instant::now();
             self.progress
                 .send_modify(|progress| progress.first_admitted_at = Some(now));
         }
+        // One permit per delivery (`Stage::admit` acquires exactly that many).
+        deliveries.truncate(permit.num_permits());
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
         for delivery in deliveries {
-            let Some(own) = permit.split(1) else {
-                break;
-            };
             let offset = delivery.offset();
             let timestamp = delivery.chunk_timestamp_ms();
             if self.timestamps.back().is_none_or(|(_, t)| *t != timestamp) {
                 self.timestamps.push_back((offset, timestamp));
             }
-            self.window.admit(offset, own);
+            self.window.admit(offset, ());
             match (&self.ordering, &self.key) {
                 (Ordering::Key, Some(source)) => {
                     let key = hash_key(&key_of(source, delivery.message()));
@@ -337,10 +358,15 @@ impl<A: AsyncHandler> Worker<A> {
     /// Starts ready deliveries while there is a free slot; when the crash bound says to wait,
     /// returns the wait.
     fn start_ready(&mut self) -> Option<BoundWait> {
-        while !self.halted.is_cancelled() && self.running.len() < self.in_flight {
-            if !self.tracker.has_room_for(1) {
-                return Some(Box::pin(self.tracker.room_for(1, self.halted.clone())));
-            }
+        // Checked once per call, not per delivery: starting work changes neither (only this task
+        // halts the stage, and only finished work counts against the bound).
+        if self.halted.is_cancelled() || self.running.len() >= self.in_flight {
+            return None;
+        }
+        if !self.tracker.has_room_for(1) {
+            return Some(Box::pin(self.tracker.room_for(1, self.halted.clone())));
+        }
+        while self.running.len() < self.in_flight {
             let Some((delivery, key)) = self.ready.pop_front() else {
                 break;
             };
@@ -388,6 +414,11 @@ impl<A: AsyncHandler> Worker<A> {
         match result {
             Ok(flow) => {
                 if let Some(advance) = self.window.finish(offset) {
+                    // The covered deliveries leave the window: their permits go back.
+                    if let Some(held) = &mut self.held {
+                        let covered = usize::try_from(advance.count).unwrap_or(usize::MAX);
+                        drop(held.split(covered));
+                    }
                     self.unreported = Some(match self.unreported {
                         Some(earlier) => Advance {
                             last: advance.last,
@@ -529,6 +560,7 @@ impl<A: AsyncHandler> Worker<A> {
         self.ready.clear();
         self.keys.clear();
         self.window.clear();
+        self.held = None;
         self.timestamps.clear();
         if let Err(err) = self.tracker.deliver_pending().await {
             tracing::warn!("{}: {err}", self.stream);
@@ -881,12 +913,17 @@ mod tests {
         run.stage.admit(all).unwrap();
         assert_eq!(run.stage.room(), 0);
         assert!(run.stage.admit(vec![delivery(size as u64, "a")]).is_err());
+        let refill = run.stage.refill();
+        assert!(
+            refill > 1 && refill < size,
+            "refills by a part of the window"
+        );
         tokio::time::timeout(
             Duration::from_secs(5),
-            run.stage.wait_for_room(CancellationToken::new()),
+            run.stage.wait_for_room(refill, CancellationToken::new()),
         )
         .await
         .unwrap();
-        assert!(run.stage.room() > 0);
+        assert!(run.stage.room() >= refill);
     }
 }

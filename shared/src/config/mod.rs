@@ -11,10 +11,13 @@
 mod broker;
 mod consumer;
 mod explain;
+mod management;
 mod origin;
 pub(crate) mod pem;
+pub mod probe;
 mod processing;
 mod producer;
+pub mod show;
 mod stream;
 mod tls;
 

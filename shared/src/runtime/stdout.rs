@@ -33,8 +33,12 @@ pub fn write(bytes: &[u8]) -> io::Result<()> {
     if is_closed() {
         return Err(io::ErrorKind::BrokenPipe.into());
     }
-    let mut out = io::stdout().lock();
-    let written = out.write_all(bytes).and_then(|()| out.flush());
+    // A progress bar drawn on the terminal is lifted while the line is written, so no stale
+    // copy of it stays above the line.
+    let written = crate::progress::suspend(|| {
+        let mut out = io::stdout().lock();
+        out.write_all(bytes).and_then(|()| out.flush())
+    });
     if let Err(err) = &written {
         if err.kind() == io::ErrorKind::BrokenPipe {
             mark_closed();
