@@ -229,7 +229,7 @@ where
             String::new()
         };
         tracing::info!(
-            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} failovers={} max_interruption_ms={} marker={}",
+            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} failovers={} max_interruption_ms={} marker={} lag_seconds={} max_lag_seconds={}",
             outcome.messages,
             outcome.messages as f64 / seconds.max(1e-9),
             show(outcome.first_offset),
@@ -241,6 +241,8 @@ where
             outcome.failovers,
             outcome.max_interruption.as_millis(),
             outcome.reached_marker,
+            seconds_or_dash(outcome.lag),
+            seconds_or_dash(outcome.max_lag),
         );
     }
     // On a terminal, the same figures as a table a person reads.
@@ -261,4 +263,9 @@ where
         );
     }
     Ok(())
+}
+
+/// A lag sample for the summary line: seconds, or `-` when none was taken.
+fn seconds_or_dash(lag: Option<std::time::Duration>) -> String {
+    lag.map_or_else(|| "-".to_owned(), |lag| format!("{:.3}", lag.as_secs_f64()))
 }

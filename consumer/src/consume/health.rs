@@ -39,7 +39,7 @@ impl ConsumerActor {
             .or(self.tracker.stored.borrow().offset)
     }
 
-    /// Seconds behind the stream's last message `end`: none when nothing follows what was
+    /// Seconds behind the stream's last message `end`: 0 when nothing follows what was
     /// processed; else how long ago the broker wrote the last processed message's chunk (the
     /// stream's tail is at most as new as now: an upper bound when the producer has paused,
     /// exact while it publishes). `None` when behind and nothing was processed yet.

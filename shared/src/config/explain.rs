@@ -116,9 +116,6 @@ fn in_words(text: &str) -> String {
             return format!("unknown value `{value}`: use {expected}");
         }
     }
-    if text == "invalid socket address syntax" {
-        return "expected an address and a port, such as \"127.0.0.1:9464\"".into();
-    }
     if let Some(rest) = text.strip_prefix("invalid value: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
             return format!("expected {}, found {found}", expected_in_words(expected));

@@ -116,8 +116,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
-    /// Serve Prometheus metrics on this address (e.g. "127.0.0.1:9464"); off when absent.
-    pub listen: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics on this address (e.g. "127.0.0.1:9464" or "localhost:9464"); off
+    /// when absent.
+    pub listen: Option<crate::metrics::Listen>,
 }
 
 impl Settings {

@@ -213,7 +213,7 @@ fn values(s: &Settings) -> Vec<(&'static str, String)> {
         ),
         (
             "metrics.listen",
-            optional(s.metrics.listen.map(|a| text(&a.to_string()))),
+            optional(s.metrics.listen.as_ref().map(|a| text(&a.to_string()))),
         ),
     ]
 }
