@@ -10,6 +10,9 @@
 #   scripts/bench.sh --no-credit-rows                 skip our consumer at initial_credits 1, 2, 4, 10
 #   scripts/bench.sh --no-sub-entry-rows              skip the sub-entry waves (none, zstd) vs plain
 #   scripts/bench.sh --no-io-rows                     skip the async handler (io_handler example)
+#   scripts/bench.sh --no-latency-rows                skip the end-to-end latency rows
+#   scripts/bench.sh --latency-quick                  latency rows of 2 s instead of 10 s
+#                                                     (or --latency-seconds N)
 #
 # It builds the release binaries and the consumer's io_handler example, starts the broker if
 # none answers (scripts/broker.sh up), installs GNU time for exact peak RSS figures if

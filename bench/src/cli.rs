@@ -40,6 +40,19 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_io_rows: bool,
 
+    /// Skip the end-to-end latency rows (publish → processed by the handler, at 10 000 and
+    /// 100 000 msg/s: the raw client's consumer, ours storing every 10 and every 10 000).
+    #[arg(long)]
+    pub(crate) no_latency_rows: bool,
+
+    /// Seconds each latency row publishes at its rate.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) latency_seconds: u64,
+
+    /// Quick latency rows: 2 seconds each instead of `--latency-seconds`.
+    #[arg(long, conflicts_with = "latency_seconds")]
+    pub(crate) latency_quick: bool,
+
     /// Milliseconds the `io_handler` example's stand-in I/O call (a sleep) takes per message in
     /// the async-handler rows (0: no sleep; the limit is then raw consuming).
     #[arg(long, default_value_t = 1)]
@@ -68,6 +81,28 @@ pub(crate) struct Cli {
 
     #[command(flatten)]
     pub(crate) config: shared::cli::ConfigArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+impl Cli {
+    /// Seconds per latency row.
+    pub(crate) fn latency_seconds(&self) -> u64 {
+        if self.latency_quick {
+            crate::latency::QUICK_SECONDS
+        } else {
+            self.latency_seconds
+        }
+    }
+}
+
+/// The bench's own helpers, run by the bench itself.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// The consumer side of a latency row (run by the bench as a child process).
+    #[command(hide = true)]
+    LatencyConsumer(crate::latency::ChildArgs),
 }
 
 /// How peak RSS is measured.
@@ -119,6 +154,22 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--messages", "0"]).is_err());
         let cli = Cli::try_parse_from(["bench", "--rss-messages", "0"]);
         assert!(cli.is_ok_and(|cli| cli.rss_messages == 0 && cli.messages == 1_000_000));
+    }
+
+    #[test]
+    fn latency_rows_last_ten_seconds_two_when_quick() {
+        let cli = Cli::try_parse_from(["bench"]).unwrap();
+        assert!(!cli.no_latency_rows && cli.command.is_none());
+        assert_eq!(cli.latency_seconds(), 10);
+        let quick = Cli::try_parse_from(["bench", "--latency-quick"]).unwrap();
+        assert_eq!(quick.latency_seconds(), 2);
+        assert!(
+            Cli::try_parse_from(["bench", "--latency-quick", "--latency-seconds", "5"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["bench", "--latency-seconds", "0"]).is_err());
+        let child = Cli::try_parse_from(["bench", "latency-consumer", "--client", "ours"]).unwrap();
+        assert!(matches!(child.command, Some(Command::LatencyConsumer(_))));
+        assert!(Cli::try_parse_from(["bench", "latency-consumer", "--client", "mine"]).is_err());
     }
 
     #[test]

@@ -23,7 +23,17 @@
 //!    rate if lower — target ≥ 0.8), then at max_in_flight = 1 on 3 000 messages (~1 000 msg/s)
 //!    for the speed-up. `--io-work-ms`, `--io-max-in-flight` and `--io-ordering` change the first
 //!    row.
-//! 5. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
+//! 5. **End-to-end latency** (issue #19; `--no-latency-rows` skips them): publish → processed by
+//!    the consumer's handler, at a fixed offered rate of 10 000 and 100 000 msg/s for
+//!    `--latency-seconds` each (10; `--latency-quick`: 2), on fresh streams tailed from `next`:
+//!    the raw client's `Consumer` (the reference), and our consumer library (`consumer::run`)
+//!    storing every 10 and every 10 000 messages, in a child process (`bench latency-consumer`,
+//!    hidden). Each message carries its send time as the application property **`sent_at_us`**
+//!    (microseconds since the Unix epoch, stamped just before `send`); the handler records
+//!    `now - sent_at_us` in an HDR histogram: p50 / p99 / p99.9 / max, with the achieved rate
+//!    and how far the paced publisher ever fell behind its schedule. One machine, one clock.
+//!    Targets: our p99 at 10 000 msg/s (storing every 10 000) ≤ 5 ms; ours ≤ 1.2 × the raw p99.
+//! 6. **Peak RSS** of our producer and consumer on a `--rss-messages` wave (10 M by default,
 //!    0 skips it), under `/usr/bin/time -f %M` (or, without GNU time, by polling `VmHWM`).
 //!
 //! The broker shares the machine's cores with everything, so references and ours run interleaved
@@ -34,7 +44,9 @@
 //! stream the run creates has a unique name and is deleted at the end, also after a failure or
 //! Ctrl-C.
 //!
-//! The last line printed is one `bench summary:` line of the ratios, stores and peak RSS figures.
+//! The last line printed is one `bench summary:` line of the ratios, stores, latencies
+//! (`p99_ms@10k=`, `p99_ms@100k=`: ours storing every 10 000; `p99@10k/raw=`, `p99@100k/raw=`:
+//! against the raw client's p99) and peak RSS figures.
 //!
 //! ```text
 //! cargo build --release -p producer -p consumer -p bench --bins
@@ -44,12 +56,14 @@
 //!
 //! Layout: `cli.rs` (options), `run.rs` (the run: streams, the rows in order, the figures after
 //! them), `raw.rs` (the raw-client reference rows), `ours.rs` (the rows of our binaries),
-//! `sub_entries.rs` (writing the sub-entry waves), `io_rows.rs` (the async-handler rows), `rss.rs`
+//! `sub_entries.rs` (writing the sub-entry waves), `io_rows.rs` (the async-handler rows),
+//! `latency/` (the latency rows: the paced publisher, the consumer child, the histogram), `rss.rs`
 //! (peak RSS measurement), `row.rs` (one row's figures and its line), `summary.rs` (the targets
 //! and the final `bench summary:` line).
 
 mod cli;
 mod io_rows;
+mod latency;
 mod ours;
 mod raw;
 mod row;
@@ -63,12 +77,15 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::run::Bench;
 
 fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
+    if let Some(Command::LatencyConsumer(args)) = &cli.command {
+        return latency::child_main(args, cli.config.config.as_deref());
+    }
     let runtime = match shared::runtime::tokio_runtime() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -14,6 +14,7 @@ use shared::offset_spec::show_offset as show;
 
 use crate::cli::Cli;
 use crate::io_rows::{self, IoSettings, IoStreams};
+use crate::latency::{self, Latencies, Runner, Side};
 use crate::ours::{ConsumerRow, Ours};
 use crate::raw::{self, Tutorial};
 use crate::row::{report, Measured};
@@ -37,6 +38,7 @@ pub(crate) struct Bench {
     /// Streams created so far, deleted at the end.
     streams: Mutex<Vec<String>>,
     ours: Ours,
+    latency: Runner,
 }
 
 impl Bench {
@@ -80,7 +82,13 @@ impl Bench {
             .map(|d| d.as_millis())
             .unwrap_or_default();
         let run_id = format!("{}-{millis}", std::process::id());
+        let exe = std::env::current_exe().context("cannot locate the bench binary")?;
         Ok(Self {
+            latency: Runner {
+                exe,
+                config_file: cli.config.config.clone(),
+                run_id: run_id.clone(),
+            },
             ours: Ours {
                 bin_dir,
                 config_file: cli.config.config.clone(),
@@ -203,7 +211,14 @@ impl Bench {
             Some(figures)
         };
 
-        // 5. Peak RSS on a large wave.
+        // 5. End-to-end latency at fixed offered rates, tailing fresh streams.
+        let latencies = if cli.no_latency_rows {
+            None
+        } else {
+            Some(self.latency_rows(cli.latency_seconds()).await?)
+        };
+
+        // 6. Peak RSS on a large wave.
         let wave = if cli.rss_messages > 0 {
             let stream = self.create_stream("rss").await?;
             let producer = self.ours.producer(&stream, cli.rss_messages).await?;
@@ -235,6 +250,7 @@ impl Bench {
             subentry_none_vs_plain: sub_entry_rows.map(|r| r.none_vs_plain),
             subentry_zstd_vs_plain: sub_entry_rows.map(|r| r.zstd_vs_plain),
             io_handler_vs_limit: io.map(|figures| figures.vs_limit),
+            latencies,
             rss_messages: cli.rss_messages,
             producer_vs_raw: ours_publish.rate / raw_publish_rate,
             consumer10_vs_raw: ours_10.rate / raw_consume_rate,
@@ -311,6 +327,28 @@ impl Bench {
         })
     }
 
+    /// The latency rows: at each rate, the raw reference then ours at each store setting, each
+    /// on a fresh stream deleted after it.
+    async fn latency_rows(&self, seconds: u64) -> Result<Latencies> {
+        let mut latencies = Latencies::default();
+        for rate in latency::RATES {
+            for side in Side::all() {
+                let stream = self
+                    .create_stream(&format!("latency-{}-{rate}", side.tag()))
+                    .await?;
+                let row = self
+                    .latency
+                    .row(&self.environment, &stream, rate, seconds, side)
+                    .await;
+                self.delete_stream(&stream).await;
+                let row = row?;
+                latency::report(&row);
+                latencies.rows.push(row);
+            }
+        }
+        Ok(latencies)
+    }
+
     /// Creates a fresh stream named after the run and `label`, and remembers it for deletion.
     async fn create_stream(&self, label: &str) -> Result<String> {
         let name = format!("bench-{}-{label}", self.run_id);
@@ -327,6 +365,19 @@ impl Bench {
             streams.push(name.clone());
         }
         Ok(name)
+    }
+
+    /// Deletes `stream` now (it was created by [`Bench::create_stream`]); a failure is reported,
+    /// not fatal, and the stream is tried again at the end.
+    async fn delete_stream(&self, stream: &str) {
+        match self.environment.delete_stream(stream).await {
+            Ok(()) => {
+                if let Ok(mut streams) = self.streams.lock() {
+                    streams.retain(|name| name != stream);
+                }
+            }
+            Err(err) => eprintln!("bench: warning: cannot delete stream '{stream}': {err}"),
+        }
     }
 
     /// Deletes every stream the run created; a failure is reported, not fatal.

@@ -1,9 +1,10 @@
-//! The end of the output: one line per target of issues #5, #9 and #15 and of the async-handler
-//! rows (met or missed), the initial-credit ratios, and the final `bench summary:` line of
-//! ratios, stores and peak RSS figures.
+//! The end of the output: one line per target of issues #5, #9, #15 and #19 and of the
+//! async-handler rows (met or missed), the initial-credit ratios, and the final `bench summary:`
+//! line of ratios, stores, latencies and peak RSS figures.
 
 use std::fmt;
 
+use crate::latency::{Latencies, Side, EVERY, RATES};
 use crate::row::mib;
 
 /// The targets of issue #5.
@@ -18,6 +19,13 @@ const TARGET_SUB_ENTRY_RATIO: f64 = 0.9;
 /// The async handler (1 ms per message, max_in_flight = 256, ordering by key) against its limit:
 /// 256 / 1 ms, or raw consuming if lower.
 const TARGET_IO_HANDLER_RATIO: f64 = 0.8;
+/// Issue #19: p99 end-to-end latency of our consumer (store_every_messages = 10 000) at
+/// 10 000 msg/s, in ms…
+const TARGET_P99_MS_AT_10K: f64 = 5.0;
+/// …and ours against the raw client's p99, at both rates.
+const TARGET_P99_VS_RAW: f64 = 1.2;
+/// The store setting of our consumer whose latencies the summary line carries.
+const SUMMARY_EVERY: u64 = EVERY[1];
 
 /// The `consumer.initial_credits` values of the flow-control rows (issue #15).
 pub(crate) const CREDITS: [u16; 4] = [1, 2, 4, 10];
@@ -44,6 +52,8 @@ pub(crate) struct BenchSummary {
     pub(crate) subentry_zstd_vs_plain: Option<f64>,
     /// The async-handler row against its limit (skipped: `None`).
     pub(crate) io_handler_vs_limit: Option<f64>,
+    /// The latency rows (skipped: `None`).
+    pub(crate) latencies: Option<Latencies>,
 }
 
 impl BenchSummary {
@@ -89,6 +99,7 @@ impl BenchSummary {
             ),
             None => println!("target io_handler/limit: not measured"),
         }
+        self.print_latency_targets();
         if let Some((best, _)) = self
             .credits_vs_raw
             .iter()
@@ -122,6 +133,40 @@ impl BenchSummary {
     }
 }
 
+impl BenchSummary {
+    /// Issue #19's targets: our p99 at 10 000 msg/s, and ours against raw at each rate and store
+    /// setting.
+    fn print_latency_targets(&self) {
+        let verdict = |met: bool| if met { "met" } else { "MISSED" };
+        let Some(latencies) = &self.latencies else {
+            println!("target latency p99: not measured");
+            return;
+        };
+        let ours = Side::Ours {
+            every: SUMMARY_EVERY,
+        };
+        if let Some(p99) = latencies.p99_ms(RATES[0], ours) {
+            println!(
+                "target p99 at {} msg/s (ours, store_every_messages={SUMMARY_EVERY}) <= \
+                 {TARGET_P99_MS_AT_10K} ms: {p99:.2} ms {}",
+                RATES[0],
+                verdict(p99 <= TARGET_P99_MS_AT_10K)
+            );
+        }
+        for rate in RATES {
+            for every in EVERY {
+                if let Some(ratio) = latencies.p99_vs_raw(rate, every) {
+                    println!(
+                        "target p99 ours/raw at {rate} msg/s (store_every_messages={every}) <= \
+                         {TARGET_P99_VS_RAW}: {ratio:.2} {}",
+                        verdict(ratio <= TARGET_P99_VS_RAW)
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Display for BenchSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rss = |kib: Option<u64>| {
@@ -135,12 +180,29 @@ impl fmt::Display for BenchSummary {
                 format!("consumer@credits{c}/raw={}", ratio(found.map(|(_, r)| *r)))
             })
             .collect();
+        let ours = Side::Ours {
+            every: SUMMARY_EVERY,
+        };
+        let latency = |rate: u64| {
+            let p99 = self.latencies.as_ref().and_then(|l| l.p99_ms(rate, ours));
+            let vs_raw = self
+                .latencies
+                .as_ref()
+                .and_then(|l| l.p99_vs_raw(rate, SUMMARY_EVERY));
+            let label = format!("{}k", rate / 1_000);
+            format!(
+                "p99_ms@{label}={} p99@{label}/raw={}",
+                p99.map_or_else(|| "n/a".to_owned(), |ms| format!("{ms:.2}")),
+                ratio(vs_raw)
+            )
+        };
+        let latencies: Vec<String> = RATES.iter().map(|rate| latency(*rate)).collect();
         write!(
             f,
             "bench summary: producer/raw={:.2} consumer@10/raw={:.2} consumer@10/tutorial={:.0} \
              consumer@10000/raw={:.2} sqlite_sink/raw={:.2} stores@10={} stores@10000={} \
              peak_rss_producer={} peak_rss_consumer={} rss_messages={} {} subentry_none/plain={} \
-             subentry_zstd/plain={} io_handler/limit={}",
+             subentry_zstd/plain={} io_handler/limit={} {}",
             self.producer_vs_raw,
             self.consumer10_vs_raw,
             self.consumer10_vs_tutorial,
@@ -155,6 +217,7 @@ impl fmt::Display for BenchSummary {
             ratio(self.subentry_none_vs_plain),
             ratio(self.subentry_zstd_vs_plain),
             ratio(self.io_handler_vs_limit),
+            latencies.join(" "),
         )
     }
 }
@@ -162,6 +225,7 @@ impl fmt::Display for BenchSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::test_row;
 
     #[test]
     fn the_summary_line_names_every_figure() {
@@ -180,6 +244,14 @@ mod tests {
             subentry_none_vs_plain: Some(0.97),
             subentry_zstd_vs_plain: None,
             io_handler_vs_limit: Some(0.853),
+            latencies: Some(Latencies {
+                rows: vec![
+                    test_row(10_000, Side::Raw, 1_000),
+                    test_row(10_000, Side::Ours { every: 10 }, 2_000),
+                    test_row(10_000, Side::Ours { every: 10_000 }, 1_150),
+                    test_row(100_000, Side::Ours { every: 10_000 }, 2_500),
+                ],
+            }),
         };
         assert_eq!(
             summary.to_string(),
@@ -188,7 +260,15 @@ mod tests {
              peak_rss_producer=16.0MiB peak_rss_consumer=n/a rss_messages=10000000 \
              consumer@credits1/raw=0.50 consumer@credits2/raw=0.61 consumer@credits4/raw=0.70 \
              consumer@credits10/raw=0.75 subentry_none/plain=0.97 subentry_zstd/plain=n/a \
-             io_handler/limit=0.85"
+             io_handler/limit=0.85 p99_ms@10k=1.15 p99@10k/raw=1.15 p99_ms@100k=2.50 \
+             p99@100k/raw=n/a"
         );
+        let skipped = BenchSummary {
+            latencies: None,
+            ..summary
+        };
+        assert!(skipped
+            .to_string()
+            .ends_with("p99_ms@10k=n/a p99@10k/raw=n/a p99_ms@100k=n/a p99@100k/raw=n/a"));
     }
 }
