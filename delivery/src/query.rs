@@ -242,13 +242,11 @@ impl QueryConnection {
                 self.send(stream, Job::Credit(id))?;
             }
         };
-        // Connecting is done: the deadline covers subscribing and the wait for the chunk.
-        self.within(stream, "last chunk", async {
-            tokio::time::timeout(self.deadline + wait, peek)
-                .await
-                .unwrap_or_else(|_| Err(self.timeout(stream, "last chunk")))
-        })
-        .await
+        // Connecting is done: subscribing and the wait for the chunk get the deadline plus the
+        // wait asked for.
+        tokio::time::timeout(self.deadline + wait, peek)
+            .await
+            .unwrap_or_else(|_| Err(self.timeout(stream, "last chunk")))
     }
 
     /// A free subscription id, taken.

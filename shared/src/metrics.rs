@@ -322,7 +322,9 @@ async fn accept(listener: tokio::net::TcpListener, handle: PrometheusHandle) {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(err) => {
+                // E.g. out of file descriptors: pause rather than spin on the error.
                 tracing::debug!("metrics endpoint: {err}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };

@@ -59,7 +59,6 @@ impl Admin {
         Scanner {
             broker: &self.settings.broker,
             tls: self.tls.clone(),
-            client: &self.client,
         }
     }
 

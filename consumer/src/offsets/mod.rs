@@ -58,7 +58,7 @@ Examples:
 const EXPORT_EXAMPLE: &str = "\
 Example:
   $ consumer offsets export --file offsets.csv --name consumer-1,audit
-  exported 2 offsets (from the broker) to offsets.csv";
+  exported 2 offsets (on the broker) to offsets.csv";
 
 const IMPORT_EXAMPLE: &str = "\
 Each offset is stored under its own consumer name, or under the name of --name (or of

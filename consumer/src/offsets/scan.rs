@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use delivery::{ConnectOptions, DeliveryError, Event, ResponseCode, StartAt, SubscribeOptions};
-use rabbitmq_stream_client::Client;
 use shared::config::{BrokerSettings, Endpoint};
 use shared::connection;
 use shared::error::{Error, Result};
@@ -53,8 +52,6 @@ enum Walk {
 pub(super) struct Scanner<'a> {
     pub(super) broker: &'a BrokerSettings,
     pub(super) tls: Option<Arc<rustls::ClientConfig>>,
-    /// Asks where a stream's members are.
-    pub(super) client: &'a Client,
 }
 
 impl Scanner<'_> {
@@ -280,8 +277,13 @@ impl Scanner<'_> {
         if self.broker.load_balancer_mode {
             return Ok(self.broker.endpoints());
         }
-        let members =
-            connection::stream_members(self.client, stream, "cannot read the stream").await?;
+        // On the node's kept query connection, which reads responses of any size (the client's
+        // admin connection panics when asked about many partitions).
+        let queries = crate::consume::Queries {
+            broker: self.broker,
+            tls: self.tls.clone(),
+        };
+        let members = queries.members(stream, "cannot read the stream").await?;
         let mut nodes = vec![members.leader];
         nodes.extend(members.replicas);
         Ok(nodes)

@@ -53,7 +53,7 @@ pub(super) async fn check_and_apply(
             .await
             .and_then(|connected| refuse_if_connected(plans, Some(&connected)));
         match checked {
-            Err(err) if dry_run => eprintln!("warning: without --dry-run this would fail: {err}"),
+            Err(err) if dry_run => tracing::warn!("without --dry-run this would fail: {err}"),
             Err(err) => return Err(err),
             Ok(()) => {}
         }

@@ -36,7 +36,7 @@ pub(super) async fn export(admin: &Admin, names: &[String], file: &Path) -> Resu
     } else {
         String::new()
     };
-    println!(
+    let _ = shared::outln!(
         "exported {} offset{} ({}) to {}{skipped}",
         records.len(),
         if records.len() == 1 { "" } else { "s" },

@@ -417,7 +417,7 @@ impl<A: AsyncHandler> Worker<A> {
                     // The covered deliveries leave the window: their permits go back.
                     if let Some(held) = &mut self.held {
                         let covered = usize::try_from(advance.count).unwrap_or(usize::MAX);
-                        drop(held.split(covered));
+                        drop(held.split(covered.min(held.num_permits())));
                     }
                     self.unreported = Some(match self.unreported {
                         Some(earlier) => Advance {

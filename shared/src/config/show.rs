@@ -21,7 +21,7 @@ pub struct Shown {
 }
 
 /// The sections a program reads: the producer's or the consumer's.
-pub const PRODUCER_SECTIONS: &[&str] = &["broker", "stream", "producer"];
+pub const PRODUCER_SECTIONS: &[&str] = &["broker", "stream", "producer", "metrics"];
 /// See [`PRODUCER_SECTIONS`].
 pub const CONSUMER_SECTIONS: &[&str] = &[
     "broker",
