@@ -158,7 +158,7 @@ impl Bench {
         let ours_sink = self.ours.consumer(&main_stream, n, &sink_row).await?;
         report(
             "consume",
-            "ours: SQLite sink (a transaction per batch)",
+            "ours: SQLite sink (a transaction per delivered batch or queued run of them)",
             &ours_sink,
         );
         // Flow control: our consumer at each number of initial credits, between the raw rows.

@@ -2,7 +2,7 @@
 //! with [`Handler`]s of yours, a tracker per partition storing what the handler reports
 //! processed. The `consumer` binary is [`run`] with the tutorial's [`TutorialHandler`];
 //! `examples/custom_handler.rs` shows a handler of one's own; [`run_async`] runs an
-//! [`AsyncHandler`] on many deliveries at once (`examples/io_handler.rs`).
+//! [`AsyncHandler`] on many deliveries at once (`examples/io_handler/`).
 //!
 //! ```no_run
 //! use consumer::{Delivery, Handled, Handler};
@@ -32,6 +32,7 @@
 //! | `lib.rs` | [`run`], [`run_async`]: per partition, the resume rule, a subscription, a tracker, a consumer actor; the [`Report`] |
 //! | `handler.rs` | the [`Handler`] and [`AsyncHandler`] traits, and [`TutorialHandler`] |
 //! | `sqlite_sink.rs` | [`SqliteSink`]: messages and their offset in one SQLite transaction |
+//! | `sqlite_writer.rs` | the sink's writer thread: transactions off the actor, a bounded queue, what is committed |
 //! | `consume/actor.rs` | the consumer actor: batches to the handler, reports to the tracker, the crash bound, resubscribing, the final flush |
 //! | `consume/subscription.rs` | where to attach, subscribing a named consumer |
 //! | `consume/group.rs` | consumer groups: the broker's updates, handover stores |
@@ -42,7 +43,7 @@
 //! | `attach.rs` | the streams to consume exist (created only with `consumer.create_stream`); a line when attaching at the end or to an empty stream |
 //! | `backlog.rs` | what the progress display says: the backlog (a bar while catching up, a spinner when tailing) and the offsets |
 //! | `print.rs` | [`PrintHandler`] (`consumer --print`: each message through a `--format` template) and [`Limit`] (`--max-messages`) |
-//! | `offsets.rs` | `consumer offsets show/set`: a consumer's stored offset beside the stream's bounds, or a new one |
+//! | `offsets/` | `consumer offsets show/set/export/import`: consumers' stored offsets beside the stream's bounds and lag, moved with a dry run, refused while a consumer of the name is connected |
 //! | `main.rs` | the `consumer` binary: flags, signals, the summary |
 
 mod attach;
@@ -53,6 +54,7 @@ pub mod offsets;
 mod print;
 mod processing;
 mod sqlite_sink;
+mod sqlite_writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,7 +69,7 @@ use shared::summary::{PartitionSummary, RunSummary};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracker::{BrokerStore, Close, GetStats, OffsetStore, Tracker, TrackerClient, TrackerStats};
-use tracker::{Database, SqliteThenBroker};
+use tracker::{CommittedThenBroker, Database, SqliteThenBroker};
 
 use consume::{
     start_position, ConsumerActor, Group, Processing, Subscribed, Subscription, TrackerLink,
@@ -87,6 +89,13 @@ struct TrackerHandles {
     link: TrackerLink,
     stats: Recipient<GetStats>,
     close: Recipient<Close>,
+}
+
+/// Whether processing waits for the broker's offset stores (the crash bound): not with the SQLite
+/// sink, whose offsets commit in its own transactions with the rows, so that a broker store outage
+/// cannot stall consumption.
+fn waits_for_broker_stores(sink: SinkKind) -> bool {
+    sink != SinkKind::Sqlite
 }
 
 /// Starts the tracker of `stream`. `bounded`: processing waits for its stores (the crash bound);
@@ -459,10 +468,10 @@ async fn prepare(
     let forward_of = |stored_there: Option<u64>| if replay { None } else { stored_there };
     let tracker = match sqlite {
         // The SQLite sink writes SQLite offsets itself, in its transactions; the tracker keeps
-        // the broker's offset up to date for admin tools.
-        Some(_) if settings.consumer.sink == SinkKind::Sqlite => start_tracker(
+        // the broker's offset up to date for admin tools, never ahead of what SQLite committed.
+        Some(database) if !waits_for_broker_stores(settings.consumer.sink) => start_tracker(
             stream,
-            broker_store,
+            CommittedThenBroker::new(database, broker_store),
             &settings.tracker,
             forward_of(broker_stored),
             false,
@@ -533,4 +542,67 @@ async fn show_progress(counts: Vec<Arc<AtomicU64>>, stop: CancellationToken) {
         }
     }
     reporter.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::future::LocalBoxFuture;
+    use shared::config::{SinkKind, TrackerSettings};
+    use tracker::OffsetStore;
+
+    use super::{start_tracker, waits_for_broker_stores};
+
+    /// A broker store in an outage: every store and query waits for ever.
+    #[derive(Clone)]
+    struct Outage;
+
+    impl OffsetStore for Outage {
+        fn store(&self, _offset: u64) -> LocalBoxFuture<'static, shared::Result<()>> {
+            Box::pin(futures::future::pending())
+        }
+
+        fn query(&self) -> LocalBoxFuture<'static, shared::Result<Option<u64>>> {
+            Box::pin(futures::future::pending())
+        }
+
+        fn close(&self) -> LocalBoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    /// How many messages the consumer gets to process while no broker store completes.
+    async fn processed_during_an_outage(sink: SinkKind) -> u64 {
+        let settings = TrackerSettings {
+            store_every_messages: 10,
+            store_every: Duration::ZERO,
+            ..TrackerSettings::default()
+        };
+        let mut handles = start_tracker(
+            "outage",
+            Outage,
+            &settings,
+            None,
+            waits_for_broker_stores(sink),
+        );
+        let mut processed = 0;
+        while processed < 100_000 && handles.client.has_room_for(1) {
+            handles.client.report(processed, 1).unwrap();
+            processed += 1;
+            if processed % 1_000 == 0 {
+                // Let the tracker take its messages (and start its stores, which never end).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        processed
+    }
+
+    #[actix::test]
+    async fn with_the_sqlite_sink_a_broker_store_outage_does_not_stall_consumption() {
+        assert_eq!(processed_during_an_outage(SinkKind::Sqlite).await, 100_000);
+        // Without the sink, the crash bound holds it: the count trigger plus one batch.
+        let held = processed_during_an_outage(SinkKind::None).await;
+        assert_eq!(held, 10 + crate::consume::MAX_BATCH as u64);
+    }
 }

@@ -198,7 +198,7 @@ async fn consume(
                 settings.consumer.name.clone(),
             );
             let handlers = |_: Option<&str>| {
-                let sink = SqliteSink::new(Database::open(&path, &stream, &name)?);
+                let sink = SqliteSink::new(Database::open(&path, &stream, &name)?)?;
                 Ok(Limit::new(sink, budget.clone(), shutdown.clone()))
             };
             consume_with(settings, handlers, replay, summary_json, shutdown.clone()).await

@@ -27,7 +27,7 @@
 //! | `client.rs` | [`TrackerClient`]: reporting without waiting, the crash-bound wait, flushing — for whoever processes |
 //! | `policy.rs` | when a store is due (pure logic, unit-tested) |
 //! | `store.rs` | where offsets go: the [`OffsetStore`] trait; [`BrokerStore`], the broker over a connection of its own |
-//! | `sqlite.rs` | offsets in the application's own SQLite [`Database`]; [`SqliteThenBroker`] |
+//! | `sqlite.rs` | offsets in the application's own SQLite [`Database`]; [`SqliteThenBroker`]; [`CommittedThenBroker`] |
 
 mod actor;
 mod client;
@@ -40,5 +40,5 @@ pub use actor::{
     FLUSH_PATIENCE, MAILBOX_CAPACITY,
 };
 pub use client::{Flusher, TrackerClient};
-pub use sqlite::{Database, SqliteThenBroker};
+pub use sqlite::{CommittedThenBroker, Database, SqliteThenBroker};
 pub use store::{BrokerStore, OffsetStore};

@@ -149,14 +149,22 @@ impl Database {
             .map_err(|e| Error::Database(format!("SQLite: cannot begin a transaction: {e}")))?;
         {
             let mut insert = transaction
-                .prepare_cached("INSERT INTO messages (stream, offset, body) VALUES (?1, ?2, ?3)")
+                .prepare_cached(INSERT_MESSAGE)
                 .map_err(|e| Error::Database(format!("SQLite: {e}")))?;
+            let insert_error = |e: rusqlite::Error| {
+                Error::Database(format!("SQLite: cannot insert a message: {e}"))
+            };
+            // The stream is the same for every row: bound once per transaction (SQLite keeps a
+            // binding across executions), so each row binds only its offset and body.
+            insert
+                .raw_bind_parameter(1, &self.stream)
+                .map_err(insert_error)?;
             for (offset, body) in messages {
                 insert
-                    .execute(params![self.stream, offset as i64, body])
-                    .map_err(|e| {
-                        Error::Database(format!("SQLite: cannot insert a message: {e}"))
-                    })?;
+                    .raw_bind_parameter(2, offset as i64)
+                    .map_err(insert_error)?;
+                insert.raw_bind_parameter(3, body).map_err(insert_error)?;
+                insert.raw_execute().map_err(insert_error)?;
             }
         }
         upsert_offset(&transaction, &self.stream, &self.consumer, last_offset)
@@ -165,7 +173,14 @@ impl Database {
             .commit()
             .map_err(|e| Error::Database(format!("SQLite: cannot commit: {e}")))
     }
+
+    /// Where this database is (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (stream, offset, body) VALUES (?1, ?2, ?3)";
 
 fn upsert_offset(
     connection: &Connection,
@@ -173,12 +188,13 @@ fn upsert_offset(
     consumer: &str,
     offset: u64,
 ) -> rusqlite::Result<()> {
+    // Cached: parsed once per connection, not once per transaction.
     connection
-        .execute(
+        .prepare_cached(
             "INSERT INTO offsets (stream, consumer, offset) VALUES (?1, ?2, ?3)
              ON CONFLICT (stream, consumer) DO UPDATE SET offset = excluded.offset",
-            params![stream, consumer, offset as i64],
-        )
+        )?
+        .execute(params![stream, consumer, offset as i64])
         .map(|_| ())
 }
 
@@ -217,6 +233,48 @@ impl<B: OffsetStore> OffsetStore for SqliteThenBroker<B> {
     }
 }
 
+/// The tracker's store for the SQLite sink: the sink commits rows and offset in its own
+/// transactions (on a writer thread, a little behind what the consumer reports processed), and
+/// this stores on the broker (for admin tools) the offset asked for or, if SQLite has not
+/// committed that far yet, what SQLite holds: the broker never shows progress the database has
+/// not committed. It never waits for the writer: the consumer's crash bound waits on stores, and
+/// a writer that failed must not hold the consumer up before it sees the failure. A flush
+/// confirms by reading the broker back, so it retries until SQLite caught up. Queries read the
+/// broker's offset.
+pub struct CommittedThenBroker<B: OffsetStore> {
+    database: Database,
+    broker: B,
+}
+
+impl<B: OffsetStore> CommittedThenBroker<B> {
+    /// Stores on `broker` what `database` (a connection of its own to the sink's database) holds.
+    pub fn new(database: Database, broker: B) -> Self {
+        Self { database, broker }
+    }
+}
+
+impl<B: OffsetStore> OffsetStore for CommittedThenBroker<B> {
+    fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
+        let committed = match self.database.stored_offset() {
+            Ok(committed) => committed,
+            Err(err) => return Box::pin(async move { Err(err) }),
+        };
+        match committed.map(|committed| committed.min(offset)) {
+            Some(offset) => self.broker.store(offset),
+            // Nothing committed yet: nothing to show.
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
+        self.broker.query()
+    }
+
+    fn close(&self) -> LocalBoxFuture<'static, ()> {
+        self.broker.close()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -235,5 +293,45 @@ mod tests {
             assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
         }
         assert_eq!(database.stored_offset().unwrap(), Some(41));
+    }
+
+    /// Records what reaches the broker.
+    #[derive(Default)]
+    struct Recording(Rc<RefCell<Vec<u64>>>);
+
+    impl OffsetStore for Recording {
+        fn store(&self, offset: u64) -> LocalBoxFuture<'static, Result<()>> {
+            self.0.borrow_mut().push(offset);
+            Box::pin(async { Ok(()) })
+        }
+        fn query(&self) -> LocalBoxFuture<'static, Result<Option<u64>>> {
+            let last = self.0.borrow().last().copied();
+            Box::pin(async move { Ok(last) })
+        }
+        fn close(&self) -> LocalBoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn the_broker_never_gets_ahead_of_what_sqlite_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.sqlite");
+        let mut sink = Database::open(&path, "s", "c").unwrap();
+        let broker = Recording::default();
+        let stored = broker.0.clone();
+        let gate = CommittedThenBroker::new(Database::open(&path, "s", "c").unwrap(), broker);
+        // Nothing committed: nothing stored.
+        gate.store(10).await.unwrap();
+        assert!(stored.borrow().is_empty());
+        sink.write_batch([(3, Some(&b"a"[..])), (7, None)].into_iter(), 7)
+            .unwrap();
+        // Reported 10, committed 7: the broker gets 7; then all of it once committed.
+        gate.store(10).await.unwrap();
+        sink.write_batch([(10, Some(&b"b"[..]))].into_iter(), 10)
+            .unwrap();
+        gate.store(10).await.unwrap();
+        assert_eq!(*stored.borrow(), vec![7, 10]);
+        assert_eq!(gate.query().await.unwrap(), Some(10));
     }
 }
