@@ -194,6 +194,14 @@ impl Running {
             .collect()
     }
 
+    /// Whether a stdout line so far contains `text` (without waiting).
+    pub fn saw_line(&mut self, text: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().any(|line| line.contains(text))
+    }
+
     /// Waits for a stdout line containing `text`; kills the process and panics after `limit`.
     pub fn wait_for_line(&mut self, text: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
@@ -290,8 +298,13 @@ pub fn kill_loop(
             .wrapping_add(1442695040888963407);
         let pause = (random >> 33) % (window.as_millis().max(1) as u64);
         std::thread::sleep(Duration::from_millis(pause));
-        // The process may have ended by itself already: then the kill fails, and that is fine.
-        let _ = send_signal(running.child.id(), "KILL");
+        // A run that has reached the tutorial's marker is left to finish: killed after storing
+        // the marker's offset and before exiting, it would leave every later run waiting past
+        // the marker for ever. The process may also have ended by itself already: then the kill
+        // fails, and that is fine.
+        if !running.saw_line("Done consuming") {
+            let _ = send_signal(running.child.id(), "KILL");
+        }
         let out = running.finish(limit);
         let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
         result.runs.push(out);

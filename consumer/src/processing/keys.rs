@@ -5,7 +5,7 @@
 //! the entry goes when the key's last item finishes, so memory follows the keys running now, not
 //! every key ever seen.
 //!
-//! Keys are held as 64-bit hashes ([`hash_key`]): no copy of a key per item, and no comparing
+//! Keys are held as 64-bit hashes ([`hash_key`]): no key kept per item, and no comparing
 //! of key bytes. Two keys of one hash (for a thousand keys running at once, a chance of about
 //! 3·10⁻¹⁴) would share a queue: they would run one after the other, never out of order.
 
