@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use shared::config::BrokerSettings;
+use shared::config::{management, BrokerSettings};
 use shared::error::{Error, Result};
 
 /// One stream consumer as the management API lists it (the fields read here only).
@@ -94,37 +94,13 @@ impl Connected {
 
 /// `GET url` with basic authentication; the body, or why not (never the password).
 fn get(
-    mut url: url::Url,
+    url: url::Url,
     user: &str,
     password: &str,
     timeout: Duration,
 ) -> std::result::Result<String, String> {
-    // ureq takes basic-auth credentials from the URL's user information.
-    url.set_username(user)
-        .and_then(|()| url.set_password(Some(password)))
-        .map_err(|()| "cannot put the credentials into the URL".to_owned())?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let scrub = |text: String| {
-        if password.is_empty() {
-            text
-        } else {
-            text.replace(password, "***")
-        }
-    };
-    let mut response = agent
-        .get(url.as_str())
-        .call()
-        .map_err(|e| scrub(e.to_string()))?;
-    let status = response.status();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| scrub(e.to_string()))?;
-    match status.as_u16() {
+    let (status, body) = management::http_get(url, user, password, timeout)?;
+    match status {
         200 => Ok(body),
         401 => Err(format!(
             "HTTP 401: user '{user}' was refused (broker.username/password; the user needs the \
@@ -135,7 +111,10 @@ fn get(
                     plugin enabled?)"
                 .into(),
         ),
-        _ => Err(format!("HTTP {status}")),
+        _ => Err(match ureq::http::StatusCode::from_u16(status) {
+            Ok(status) => format!("HTTP {status}"),
+            Err(_) => format!("HTTP {status}"),
+        }),
     }
 }
 

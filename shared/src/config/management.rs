@@ -52,7 +52,34 @@ fn get(
     password: &str,
     timeout: Duration,
 ) -> std::result::Result<String, String> {
-    let mut url = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    let url = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    let (status, body) = http_get(url, user, password, timeout)?;
+    match status {
+        200 => {
+            let overview: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("not the management API ({e})"))?;
+            Ok(overview
+                .get("rabbitmq_version")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("version unknown")
+                .to_owned())
+        }
+        401 => Err(format!(
+            "HTTP 401: user '{user}' refused (broker.username/password)"
+        )),
+        other => Err(format!("HTTP {other}")),
+    }
+}
+
+/// `GET url` from the management API with basic authentication (blocking): the status and the
+/// body, or why there is none. No error carries the password.
+pub fn http_get(
+    mut url: url::Url,
+    user: &str,
+    password: &str,
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
+    // ureq takes basic-auth credentials from the URL's user information.
     url.set_username(user)
         .and_then(|()| url.set_password(Some(password)))
         .map_err(|()| "cannot put the credentials into the URL".to_owned())?;
@@ -77,19 +104,5 @@ fn get(
         .body_mut()
         .read_to_string()
         .map_err(|e| scrub(e.to_string()))?;
-    match status {
-        200 => {
-            let overview: serde_json::Value =
-                serde_json::from_str(&body).map_err(|e| format!("not the management API ({e})"))?;
-            Ok(overview
-                .get("rabbitmq_version")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("version unknown")
-                .to_owned())
-        }
-        401 => Err(format!(
-            "HTTP 401: user '{user}' refused (broker.username/password)"
-        )),
-        other => Err(format!("HTTP {other}")),
-    }
+    Ok((status, body))
 }

@@ -11,7 +11,7 @@
 mod broker;
 mod consumer;
 mod explain;
-mod management;
+pub mod management;
 mod origin;
 pub(crate) mod pem;
 pub mod probe;
