@@ -8,8 +8,8 @@
 //! and a precise timer thread (async-io) pays a cross-thread wake-up per call.
 //!
 //! A call is never answered before its latency has passed; calls due within [`SLACK`] of the
-//! first due are answered together (the kernel's own default timer slack), so the answer may
-//! come up to that much late.
+//! first due are answered together, so the answer may come up to that much late, plus the
+//! wake-up of the runtime's thread (measured: a 1 ms call answered after 1.07 ms when alone).
 
 use std::collections::VecDeque;
 use std::io;
@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_timerfd::Delay;
 
 /// How late past its due time a call may be answered, so that one wake-up answers several.
-const SLACK: Duration = Duration::from_micros(50);
+/// 10 µs: at 50 µs (the kernel's default timer slack) the stand-in's own lateness cost the
+/// 256-in-flight bench row 5 % of its rate; at 10 µs it wakes at most 100 000 times a second.
+const SLACK: Duration = Duration::from_micros(10);
 
 /// A call: when it is due, and where its answer goes.
 type Call = (Instant, oneshot::Sender<()>);
