@@ -9,6 +9,7 @@
 #   scripts/bench.sh --tutorial-messages 50000        shorter tutorial-pattern row
 #   scripts/bench.sh --no-credit-rows                 skip our consumer at initial_credits 1, 2, 4, 10
 #   scripts/bench.sh --no-sub-entry-rows              skip the sub-entry waves (none, zstd) vs plain
+#   scripts/bench.sh --no-batch-rows                  skip our producer at producer.batch_size 10, 100, 1000, 5000
 #   scripts/bench.sh --no-io-rows                     skip the async handler (io_handler example)
 #   scripts/bench.sh --no-latency-rows                skip the end-to-end latency rows
 #   scripts/bench.sh --latency-quick                  latency rows of 2 s instead of 10 s

@@ -29,6 +29,10 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_credit_rows: bool,
 
+    /// Skip the rows of our producer at `producer.batch_size` = 10, 100, 1000 and 5000.
+    #[arg(long)]
+    pub(crate) no_batch_rows: bool,
+
     /// Skip the sub-entry rows: a wave of `--messages` written as sub-entry batches of 100
     /// (uncompressed and zstd) consumed by our consumer, against the plain wave.
     #[arg(long)]

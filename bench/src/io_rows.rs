@@ -9,8 +9,12 @@
 //!   `ordering = "key"` (`key = "property:key"`) on a keyed wave of `--messages`. Its rate is
 //!   measured against its limit — what the handler allows (256 at once / 1 ms = 256 000 msg/s),
 //!   or the raw reference consume rate of the same run if that is lower — with ≥ 0.8 as the
-//!   target; and its peak RSS. (`--io-work-ms`, `--io-max-in-flight` and `--io-ordering` change
-//!   the row, to see where the time goes.)
+//!   target; and its peak RSS. The tracker stores every 10 000 messages, as in the consumer rows
+//!   that compare rates. (`--io-work-ms`, `--io-max-in-flight` and `--io-ordering` change the
+//!   row, to see where the time goes.)
+//! - Row 1b: row 1 storing every 10 messages (the tutorial's setting; no target): what ~100
+//!   stores a second per 10 000 msg/s cost it, since each store is an entry the broker writes
+//!   into the stream being read.
 //! - Row 2: the same handler at max_in_flight = 1 (`ordering = "partition"`) on a keyed wave of
 //!   [`SERIAL_MESSAGES`] (each message waits its call out: ~1 000 msg/s at 1 ms), for the
 //!   speed-up of row 1 over it, and what one message really takes (a 1 ms timer may wait
@@ -34,6 +38,10 @@ const KEY_PROPERTY: &str = "key";
 /// Messages of row 2's wave (max_in_flight = 1 runs near 1 000 msg/s at 1 ms per message).
 pub(crate) const SERIAL_MESSAGES: u64 = 3_000;
 
+/// `tracker.store_every_messages` of rows 1 and 2, as in the consumer rows that compare rates
+/// (row 1b stores every 10, the tutorial's setting).
+const STORE_EVERY: u64 = 10_000;
+
 /// The example of the consumer crate the rows run.
 pub(crate) const EXAMPLE: &str = "io_handler";
 
@@ -46,6 +54,8 @@ pub(crate) struct IoSettings {
     pub(crate) max_in_flight: u32,
     /// `processing.ordering`.
     pub(crate) ordering: IoOrdering,
+    /// `tracker.store_every_messages`.
+    pub(crate) store_every: u64,
 }
 
 impl IoSettings {
@@ -55,6 +65,15 @@ impl IoSettings {
             work_ms: cli.io_work_ms,
             max_in_flight: cli.io_max_in_flight,
             ordering: cli.io_ordering,
+            store_every: STORE_EVERY,
+        }
+    }
+
+    /// Row 1b's: row 1 with the tutorial's store every 10 messages.
+    fn storing_every_10(self) -> Self {
+        Self {
+            store_every: 10,
+            ..self
         }
     }
 
@@ -99,6 +118,10 @@ impl IoSettings {
                 "OFFSET_TRACKING__PROCESSING__ORDERING",
                 self.ordering.as_config().to_owned(),
             ),
+            (
+                "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+                self.store_every.to_string(),
+            ),
         ];
         if self.ordering == IoOrdering::Key {
             env.push((
@@ -117,10 +140,11 @@ impl IoSettings {
             String::new()
         };
         format!(
-            "ours: {EXAMPLE} --work-ms {}, max_in_flight={}, ordering={}{keys}",
+            "ours: {EXAMPLE} --work-ms {}, max_in_flight={}, ordering={}{keys}, store every {}",
             self.work_ms,
             self.max_in_flight,
-            self.ordering.as_config()
+            self.ordering.as_config(),
+            self.store_every
         )
     }
 }
@@ -163,6 +187,16 @@ pub(crate) async fn rows(
 
     let parallel = run(ours, &streams.parallel, count, settings, "parallel").await?;
     report("handler", &settings.label(), &parallel);
+    let every_10_settings = settings.storing_every_10();
+    let every_10 = run(
+        ours,
+        &streams.parallel,
+        count,
+        every_10_settings,
+        "parallel-every-10",
+    )
+    .await?;
+    report("handler", &every_10_settings.label(), &every_10);
     let serial_settings = settings.serial();
     let serial = run(
         ours,
@@ -179,6 +213,13 @@ pub(crate) async fn rows(
         vs_limit: parallel.rate / limit,
         speedup: parallel.rate / serial.rate,
     };
+    println!(
+        "async handler: storing every 10 instead of every {}: {:.0} msg/s, {:.2} of the limit \
+         (each store is an entry the broker writes into the stream being read)",
+        settings.store_every,
+        every_10.rate,
+        every_10.rate / limit,
+    );
     let handler_limit = settings.handler_limit().map_or_else(
         || "none (no work)".to_owned(),
         |rate| format!("{rate:.0} msg/s"),
@@ -254,6 +295,7 @@ mod tests {
             work_ms,
             max_in_flight,
             ordering,
+            store_every: STORE_EVERY,
         }
     }
 
@@ -290,18 +332,27 @@ mod tests {
                 ),
                 ("OFFSET_TRACKING__PROCESSING__ORDERING", "key".to_owned()),
                 (
+                    "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+                    "10000".to_owned()
+                ),
+                (
                     "OFFSET_TRACKING__PROCESSING__KEY",
                     "property:key".to_owned()
                 ),
             ]
         );
         let serial = settings(256, IoOrdering::Key, 1).serial();
-        assert_eq!(serial.env().len(), 2);
+        assert_eq!(serial.env().len(), 3);
         assert_eq!(serial.args(), ["--work-ms", "1"]);
         assert_eq!(
             serial.label(),
-            "ours: io_handler --work-ms 1, max_in_flight=1, ordering=partition"
+            "ours: io_handler --work-ms 1, max_in_flight=1, ordering=partition, store every 10000"
         );
+        let every_10 = settings(256, IoOrdering::Key, 1).storing_every_10();
+        assert!(every_10.env().contains(&(
+            "OFFSET_TRACKING__TRACKER__STORE_EVERY_MESSAGES",
+            "10".to_owned()
+        )));
     }
 
     #[test]

@@ -65,15 +65,27 @@ struct ChildRun {
 }
 
 impl Ours {
-    /// Runs our producer binary on `stream` for `count` messages.
-    pub(crate) async fn producer(&self, stream: &str, count: u64) -> Result<Measured> {
-        let env = [
+    /// Runs our producer binary on `stream` for `count` messages, at `producer.batch_size` =
+    /// `batch_size` (`None`: the configured one).
+    pub(crate) async fn producer(
+        &self,
+        stream: &str,
+        count: u64,
+        batch_size: Option<u32>,
+    ) -> Result<Measured> {
+        let mut env = vec![
             ("OFFSET_TRACKING__STREAM__NAME", stream.to_owned()),
             (
                 "OFFSET_TRACKING__PRODUCER__MESSAGE_COUNT",
                 count.to_string(),
             ),
         ];
+        if let Some(batch_size) = batch_size {
+            env.push((
+                "OFFSET_TRACKING__PRODUCER__BATCH_SIZE",
+                batch_size.to_string(),
+            ));
+        }
         let child = self.run("producer", &[], &env, count).await?;
         Ok(Measured {
             peak_rss_kib: child.peak_rss_kib,

@@ -29,6 +29,14 @@ const EVERY_10: u64 = 10;
 /// `store_every_messages` of our second consumer row.
 const EVERY_10000: u64 = 10_000;
 
+/// How many times the rows of issue #19's targets run — raw publishing, our producer, raw
+/// consuming, our consumer at store_every_messages = 10 000 — interleaved; their medians are
+/// compared, which a single noisy row on a shared machine cannot swing.
+const REPEATS: usize = 3;
+
+/// The `producer.batch_size` values of the batch-size rows (issue #19).
+const BATCH_SIZES: [u32; 4] = [10, 100, 1_000, 5_000];
+
 /// One run's connections, names and settings.
 pub(crate) struct Bench {
     broker: BrokerSettings,
@@ -113,21 +121,60 @@ impl Bench {
             self.ours.rss_probe.describe(),
         );
 
-        // 1. Publishing: raw, ours, raw.
-        let stream = self.create_stream("raw1").await?;
-        let raw_publish_1 = raw::publish(&self.environment, &stream, n).await?;
-        report("publish", "raw #1: send + confirm callback", &raw_publish_1);
-        let main_stream = self.create_stream("ours").await?;
-        let ours_publish = self.ours.producer(&main_stream, n).await?;
-        report("publish", "ours: producer binary", &ours_publish);
-        let stream = self.create_stream("raw2").await?;
-        let raw_publish_2 = raw::publish(&self.environment, &stream, n).await?;
-        report("publish", "raw #2: send + confirm callback", &raw_publish_2);
+        // 1. Publishing: raw, ours, three times over; the first of our waves is the one the
+        // consumer rows read, the others are deleted once written.
+        let mut raw_publish = Vec::new();
+        let mut ours_publish = Vec::new();
+        let mut main_stream = None;
+        for round in 1..=REPEATS {
+            let stream = self.create_stream(&format!("raw{round}")).await?;
+            let raw_run = raw::publish(&self.environment, &stream, n).await?;
+            report(
+                "publish",
+                &format!("raw #{round}: send + confirm callback"),
+                &raw_run,
+            );
+            self.delete_stream(&stream).await;
+            raw_publish.push(raw_run.rate);
+            let stream = self.create_stream(&format!("ours{round}")).await?;
+            let ours_run = self.ours.producer(&stream, n, None).await?;
+            report(
+                "publish",
+                &format!("ours #{round}: producer binary"),
+                &ours_run,
+            );
+            ours_publish.push(ours_run.rate);
+            if main_stream.is_none() {
+                main_stream = Some(stream);
+            } else {
+                self.delete_stream(&stream).await;
+            }
+        }
+        let main_stream = main_stream.ok_or_else(|| anyhow!("no publishing round ran"))?;
+        let raw_publish_rate = median(&raw_publish);
+        // Our producer at each batch size, each onto a fresh stream deleted once written.
+        let mut batch_rows = Vec::new();
+        if !cli.no_batch_rows {
+            for batch_size in BATCH_SIZES {
+                let stream = self.create_stream(&format!("batch{batch_size}")).await?;
+                let run = self.ours.producer(&stream, n, Some(batch_size)).await?;
+                self.delete_stream(&stream).await;
+                report(
+                    "publish",
+                    &format!("ours: producer binary, producer.batch_size={batch_size}"),
+                    &run,
+                );
+                batch_rows.push((batch_size, run.rate / raw_publish_rate));
+            }
+        }
 
         // 2. Consuming the stream our producer wrote: raw, ours@10, tutorial, ours@10000,
-        // ours with the SQLite sink, raw.
+        // ours with the SQLite sink, the credit rows, then raw and ours@10000 twice more.
+        let mut raw_consume = Vec::new();
+        let mut ours_10000_rates = Vec::new();
         let raw_consume_1 = raw::consume(&self.environment, &main_stream, n, None).await?;
         report("consume", "raw #1: no stores", &raw_consume_1);
+        raw_consume.push(raw_consume_1.rate);
         let ours_10 = self
             .ours
             .consumer(&main_stream, n, &ConsumerRow::every("every", EVERY_10))
@@ -150,7 +197,12 @@ impl Bench {
             .ours
             .consumer(&main_stream, n, &ConsumerRow::every("every", EVERY_10000))
             .await?;
-        report("consume", "ours: store_every_messages=10000", &ours_10000);
+        report(
+            "consume",
+            "ours #1: store_every_messages=10000",
+            &ours_10000,
+        );
+        ours_10000_rates.push(ours_10000.rate);
         let sink_row = ConsumerRow {
             sqlite_sink: true,
             ..ConsumerRow::every("sink", EVERY_10000)
@@ -176,8 +228,18 @@ impl Bench {
                 credit_rows.push((credits, run));
             }
         }
-        let raw_consume_2 = raw::consume(&self.environment, &main_stream, n, None).await?;
-        report("consume", "raw #2: no stores", &raw_consume_2);
+        for (round, label) in (2..=REPEATS).zip(["every2", "every3"]) {
+            let raw_run = raw::consume(&self.environment, &main_stream, n, None).await?;
+            report("consume", &format!("raw #{round}: no stores"), &raw_run);
+            raw_consume.push(raw_run.rate);
+            let ours_run = self
+                .ours
+                .consumer(&main_stream, n, &ConsumerRow::every(label, EVERY_10000))
+                .await?;
+            let what = format!("ours #{round}: store_every_messages={EVERY_10000}");
+            report("consume", &what, &ours_run);
+            ours_10000_rates.push(ours_run.rate);
+        }
 
         // 3. Sub-entries: the same wave written as sub-entry batches, consumed by our consumer
         // between two runs of it on the plain wave.
@@ -187,8 +249,7 @@ impl Bench {
             Some(self.sub_entry_rows(&main_stream, n).await?)
         };
 
-        let raw_publish_rate = mean(raw_publish_1.rate, raw_publish_2.rate);
-        let raw_consume_rate = mean(raw_consume_1.rate, raw_consume_2.rate);
+        let raw_consume_rate = median(&raw_consume);
 
         // 4. The async handler on keyed waves: in parallel, then one message at a time.
         let io = if cli.no_io_rows {
@@ -221,7 +282,7 @@ impl Bench {
         // 6. Peak RSS on a large wave.
         let wave = if cli.rss_messages > 0 {
             let stream = self.create_stream("rss").await?;
-            let producer = self.ours.producer(&stream, cli.rss_messages).await?;
+            let producer = self.ours.producer(&stream, cli.rss_messages, None).await?;
             report("rss wave", "ours: producer binary", &producer);
             let consumer = self
                 .ours
@@ -247,15 +308,16 @@ impl Bench {
             .collect();
         let summary = BenchSummary {
             credits_vs_raw: credit_ratios,
+            batch_sizes_vs_raw: batch_rows,
             subentry_none_vs_plain: sub_entry_rows.map(|r| r.none_vs_plain),
             subentry_zstd_vs_plain: sub_entry_rows.map(|r| r.zstd_vs_plain),
             io_handler_vs_limit: io.map(|figures| figures.vs_limit),
             latencies,
             rss_messages: cli.rss_messages,
-            producer_vs_raw: ours_publish.rate / raw_publish_rate,
+            producer_vs_raw: median(&ours_publish) / raw_publish_rate,
             consumer10_vs_raw: ours_10.rate / raw_consume_rate,
             consumer10_vs_tutorial: ours_10.rate / tutorial_run.rate,
-            consumer10000_vs_raw: ours_10000.rate / raw_consume_rate,
+            consumer10000_vs_raw: median(&ours_10000_rates) / raw_consume_rate,
             sqlite_sink_vs_raw: ours_sink.rate / raw_consume_rate,
             stores_10: ours_10.stores.unwrap_or_default(),
             stores_10000: ours_10000.stores.unwrap_or_default(),
@@ -265,8 +327,14 @@ impl Bench {
 
         println!();
         println!(
-            "reference publish rate (mean of raw #1, #2): {raw_publish_rate:.0} msg/s; \
-             reference consume rate (mean of raw #1, #2): {raw_consume_rate:.0} msg/s"
+            "reference publish rate (median of raw #1-#{REPEATS}): {raw_publish_rate:.0} msg/s; \
+             reference consume rate (median of raw #1-#{REPEATS}): {raw_consume_rate:.0} msg/s"
+        );
+        println!(
+            "ours, medians of {REPEATS}: producer {:.0} msg/s, consumer at \
+             store_every_messages={EVERY_10000} {:.0} msg/s",
+            median(&ours_publish),
+            median(&ours_10000_rates)
         );
         for (every, run) in [(EVERY_10, &ours_10), (EVERY_10000, &ours_10000)] {
             print_stores(n, every, run);
@@ -424,4 +492,28 @@ fn print_stores(n: u64, every: u64, run: &Measured) {
 /// The mean of two rates.
 fn mean(a: f64, b: f64) -> f64 {
     (a + b) / 2.0
+}
+
+/// The median of some rates (of an even count, the mean of the middle two; of none, 0).
+fn median(rates: &[f64]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => mean(sorted[len / 2 - 1], sorted[len / 2]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_rate_whatever_the_order() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[10.0, 1.0, 2.0, 5.0]), 3.5);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert_eq!(median(&[]), 0.0);
+    }
 }

@@ -24,6 +24,9 @@ const TARGET_IO_HANDLER_RATIO: f64 = 0.8;
 const TARGET_P99_MS_AT_10K: f64 = 5.0;
 /// …and ours against the raw client's p99, at both rates.
 const TARGET_P99_VS_RAW: f64 = 1.2;
+/// Issue #19: our producer against raw publishing and our consumer at store_every_messages =
+/// 10 000 against raw consuming, each the median of its rows.
+const TARGET_MEDIAN_RATIO: f64 = 0.95;
 /// The store setting of our consumer whose latencies the summary line carries.
 const SUMMARY_EVERY: u64 = EVERY[1];
 
@@ -46,6 +49,9 @@ pub(crate) struct BenchSummary {
     /// Our consumer at each `consumer.initial_credits` of [`CREDITS`] against the raw reference
     /// consume rate; empty when those rows were skipped.
     pub(crate) credits_vs_raw: Vec<(u16, f64)>,
+    /// Our producer at each `producer.batch_size` of the batch-size rows against the raw
+    /// reference publish rate; empty when those rows were skipped.
+    pub(crate) batch_sizes_vs_raw: Vec<(u32, f64)>,
     /// Our consumer on the uncompressed sub-entry wave against the plain wave (skipped: `None`).
     pub(crate) subentry_none_vs_plain: Option<f64>,
     /// The same on the zstd sub-entry wave.
@@ -92,6 +98,16 @@ impl BenchSummary {
                 None => println!("target subentry_{codec}/plain: not measured"),
             }
         }
+        println!(
+            "target producer/raw (medians) >= {TARGET_MEDIAN_RATIO}: {:.2} {}",
+            self.producer_vs_raw,
+            verdict(self.producer_vs_raw >= TARGET_MEDIAN_RATIO)
+        );
+        println!(
+            "target consumer@10000/raw (medians) >= {TARGET_MEDIAN_RATIO}: {:.2} {}",
+            self.consumer10000_vs_raw,
+            verdict(self.consumer10000_vs_raw >= TARGET_MEDIAN_RATIO)
+        );
         match self.io_handler_vs_limit {
             Some(ratio) => println!(
                 "target io_handler/limit >= {TARGET_IO_HANDLER_RATIO}: {ratio:.2} {}",
@@ -112,6 +128,21 @@ impl BenchSummary {
                 .collect();
             println!(
                 "initial credits against raw consuming: {}; fastest here: {best}",
+                ratios.join(", ")
+            );
+        }
+        if let Some((best, _)) = self
+            .batch_sizes_vs_raw
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            let ratios: Vec<String> = self
+                .batch_sizes_vs_raw
+                .iter()
+                .map(|(size, ratio)| format!("{size} → {ratio:.2}"))
+                .collect();
+            println!(
+                "producer.batch_size against raw publishing: {}; fastest here: {best}",
                 ratios.join(", ")
             );
         }
@@ -241,6 +272,7 @@ mod tests {
             peak_rss_producer_kib: Some(16 * 1024),
             peak_rss_consumer_kib: None,
             credits_vs_raw: vec![(1, 0.5), (2, 0.61), (4, 0.7), (10, 0.75)],
+            batch_sizes_vs_raw: vec![(10, 0.5), (100, 0.9)],
             subentry_none_vs_plain: Some(0.97),
             subentry_zstd_vs_plain: None,
             io_handler_vs_limit: Some(0.853),

@@ -61,6 +61,7 @@ pub(crate) async fn publish_range(
                 .confirmed
                 .store(confirmed_now(confirmations), Ordering::Relaxed);
             progress.published.store(position, Ordering::Relaxed);
+            progress.first_sent.get_or_init(std::time::Instant::now);
         }
         let mut message =
             StreamMessage::builder().body(target.bodies.body(index, position + 1 == count));

@@ -2,7 +2,8 @@
 //! counters once per block of messages, and a reporter task sums them once a tick.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use shared::progress::{self, Reporter};
 use tokio::sync::oneshot;
@@ -12,6 +13,8 @@ use tokio::sync::oneshot;
 pub(crate) struct LaneProgress {
     pub(crate) published: AtomicU64,
     pub(crate) confirmed: AtomicU64,
+    /// When the lane's first message was sent (its connection made, its producer declared).
+    pub(crate) first_sent: OnceLock<Instant>,
 }
 
 /// Shows the lanes' sums until `stop` resolves or is dropped, then clears the display.
