@@ -9,7 +9,8 @@
 //!   `ordering = "key"` (`key = "property:key"`) on a keyed wave of `--messages`. Its rate is
 //!   measured against its limit — what the handler allows (256 at once / 1 ms = 256 000 msg/s),
 //!   or the raw reference consume rate of the same run if that is lower — with ≥ 0.8 as the
-//!   target; and its peak RSS. The tracker stores every 10 000 messages, as in the consumer rows
+//!   target — the median of three runs of the row; and its peak RSS. The tracker stores every
+//!   10 000 messages, as in the consumer rows
 //!   that compare rates. (`--io-work-ms`, `--io-max-in-flight` and `--io-ordering` change the
 //!   row, to see where the time goes.)
 //! - Row 1b: row 1 storing every 10 messages (the tutorial's setting; no target): what ~100
@@ -37,6 +38,9 @@ const KEY_PROPERTY: &str = "key";
 
 /// Messages of row 2's wave (max_in_flight = 1 runs near 1 000 msg/s at 1 ms per message).
 pub(crate) const SERIAL_MESSAGES: u64 = 3_000;
+
+/// How many times row 1 runs; its median is measured against the limit.
+const ROW_1_ROUNDS: usize = 3;
 
 /// `tracker.store_every_messages` of rows 1 and 2, as in the consumer rows that compare rates
 /// (row 1b stores every 10, the tutorial's setting).
@@ -185,8 +189,22 @@ pub(crate) async fn rows(
         report("publish", &label, &published);
     }
 
-    let parallel = run(ours, &streams.parallel, count, settings, "parallel").await?;
-    report("handler", &settings.label(), &parallel);
+    // Row 1 three times, its median against the limit: one 5-second row on a shared machine
+    // swings by more than the margin the target leaves.
+    let mut parallel_rates = Vec::new();
+    for round in 1..=ROW_1_ROUNDS {
+        let run = run(
+            ours,
+            &streams.parallel,
+            count,
+            settings,
+            &format!("parallel-{round}"),
+        )
+        .await?;
+        report("handler", &format!("{} #{round}", settings.label()), &run);
+        parallel_rates.push(run.rate);
+    }
+    let parallel_rate = crate::row::median(&parallel_rates);
     let every_10_settings = settings.storing_every_10();
     let every_10 = run(
         ours,
@@ -210,8 +228,8 @@ pub(crate) async fn rows(
 
     let limit = limit(settings.handler_limit(), raw_consume_rate);
     let figures = IoFigures {
-        vs_limit: parallel.rate / limit,
-        speedup: parallel.rate / serial.rate,
+        vs_limit: parallel_rate / limit,
+        speedup: parallel_rate / serial.rate,
     };
     println!(
         "async handler: storing every 10 instead of every {}: {:.0} msg/s, {:.2} of the limit \
@@ -225,13 +243,13 @@ pub(crate) async fn rows(
         |rate| format!("{rate:.0} msg/s"),
     );
     println!(
-        "async handler: max_in_flight={} ordering={} at {} ms per message: {:.0} msg/s against \
-         a limit of {limit:.0} msg/s (handler's {handler_limit}, raw consuming \
-         {raw_consume_rate:.0} msg/s): {:.2} of it; {:.1}× max_in_flight=1 ({:.0} msg/s)",
+        "async handler: max_in_flight={} ordering={} at {} ms per message: {:.0} msg/s (median \
+         of {ROW_1_ROUNDS}) against a limit of {limit:.0} msg/s (handler's {handler_limit}, raw \
+         consuming {raw_consume_rate:.0} msg/s): {:.2} of it; {:.1}× max_in_flight=1 ({:.0} msg/s)",
         settings.max_in_flight,
         settings.ordering.as_config(),
         settings.work_ms,
-        parallel.rate,
+        parallel_rate,
         figures.vs_limit,
         figures.speedup,
         serial.rate,
@@ -245,7 +263,7 @@ pub(crate) async fn rows(
          once would give {slots_rate:.0} msg/s: row 1 reaches {:.2} of that",
         1_000.0 / serial.rate.max(1e-9),
         settings.work_ms,
-        parallel.rate / slots_rate.max(1e-9),
+        parallel_rate / slots_rate.max(1e-9),
     );
     Ok(figures)
 }

@@ -23,6 +23,17 @@ pub(crate) struct Measured {
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
+/// The median of some rates (of an even count, the mean of the middle two; of none, 0).
+pub(crate) fn median(rates: &[f64]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
+    }
+}
+
 /// Prints one row of results: what was measured, its rate, and what else is known.
 pub(crate) fn report(what: &str, label: &str, m: &Measured) {
     println!("{}", line(what, label, m));
@@ -76,5 +87,13 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_median_is_the_middle_rate_whatever_the_order() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[10.0, 1.0, 2.0, 5.0]), 3.5);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert_eq!(median(&[]), 0.0);
     }
 }

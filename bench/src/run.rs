@@ -17,7 +17,7 @@ use crate::io_rows::{self, IoSettings, IoStreams};
 use crate::latency::{self, Latencies, Runner, Side};
 use crate::ours::{ConsumerRow, Ours};
 use crate::raw::{self, Tutorial};
-use crate::row::{report, Measured};
+use crate::row::{median, report, Measured};
 use crate::rss::Probe;
 use crate::sub_entries::{self, PER_BATCH};
 use crate::summary::{BenchSummary, CREDITS};
@@ -492,28 +492,4 @@ fn print_stores(n: u64, every: u64, run: &Measured) {
 /// The mean of two rates.
 fn mean(a: f64, b: f64) -> f64 {
     (a + b) / 2.0
-}
-
-/// The median of some rates (of an even count, the mean of the middle two; of none, 0).
-fn median(rates: &[f64]) -> f64 {
-    let mut sorted = rates.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => sorted[len / 2],
-        len => mean(sorted[len / 2 - 1], sorted[len / 2]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn the_median_is_the_middle_rate_whatever_the_order() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[10.0, 1.0, 2.0, 5.0]), 3.5);
-        assert_eq!(median(&[7.0]), 7.0);
-        assert_eq!(median(&[]), 0.0);
-    }
 }
