@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use consumer::{Delivery, Handled, Handler};
-use delivery::{ConnectOptions, Event, StartAt, SubscribeOptions, Subscription};
+use delivery::{Event, StartAt, SubscribeOptions, Subscription};
 use futures::StreamExt;
 use shared::config::Settings;
 use shared::error::{Error, Result};
@@ -158,17 +158,17 @@ async fn raw(settings: &Settings) -> Result<Figures> {
 async fn delivery_path(settings: &Settings) -> Result<Figures> {
     let stream = settings.stream.name.as_str();
     let broker = &settings.broker;
-    let connect = ConnectOptions {
-        host: broker.host.clone(),
-        port: broker.port,
-        username: broker.username.clone(),
-        password: broker.password.expose().to_owned(),
-        virtual_host: broker.virtual_host.clone(),
-        heartbeat: broker.heartbeat,
-        connect_timeout: broker.connect_timeout,
-        tls: connection::rustls_client_config_of(broker)?,
-        connection_name: Some("bench latency delivery path".to_owned()),
-    };
+    let node = broker
+        .endpoints()
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Local("no broker node is configured".to_owned()))?;
+    let connect = connection::delivery_options(
+        broker,
+        connection::rustls_client_config_of(broker)?,
+        &node,
+        "bench latency delivery path",
+    );
     let start = match settings.consumer.offset {
         OffsetSpec::Next => StartAt::Next,
         OffsetSpec::First => StartAt::First,

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use delivery::{DeliveryError, QueryConnection, ResponseCode};
 use shared::config::{BrokerSettings, Endpoint};
-use shared::connection::{Members, StreamState};
+use shared::connection::{self, Members, StreamState};
 use shared::error::{Error, Result};
 
-use super::subscription::{connect_options, subscribe_error, with_sources};
+use super::subscription::{subscribe_error, with_sources};
 
 /// The name the query connections show in the broker's management UI.
 const CONNECTION_NAME: &str = "consumer queries";
@@ -70,7 +70,8 @@ impl Queries<'_> {
         if let Some(conn) = kept.as_ref().filter(|conn| !conn.is_closed()) {
             return Ok(conn.clone());
         }
-        let options = connect_options(self.broker, self.tls.clone(), node, CONNECTION_NAME);
+        let options =
+            connection::delivery_options(self.broker, self.tls.clone(), node, CONNECTION_NAME);
         let conn = QueryConnection::open(&options)
             .await
             .map_err(|err| Error::Connect {

@@ -180,7 +180,7 @@ impl Reader<'_> {
     }
 
     fn connect_options(&self, node: &Endpoint, connection_name: &str) -> ConnectOptions {
-        connect_options(self.broker, self.tls.clone(), node, connection_name)
+        connection::delivery_options(self.broker, self.tls.clone(), node, connection_name)
     }
 
     /// The process's query connections, for this reader's broker and TLS.
@@ -238,26 +238,6 @@ impl Reader<'_> {
             Some(err) => Err(err),
             None => Ok(seen),
         }
-    }
-}
-
-/// How to connect to `node` with `broker`'s credentials and `tls`.
-pub(super) fn connect_options(
-    broker: &BrokerSettings,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    node: &Endpoint,
-    connection_name: &str,
-) -> ConnectOptions {
-    ConnectOptions {
-        host: node.host.clone(),
-        port: node.port,
-        username: broker.username.clone(),
-        password: broker.password.expose().to_owned(),
-        virtual_host: broker.virtual_host.clone(),
-        heartbeat: broker.heartbeat,
-        connect_timeout: broker.connect_timeout,
-        tls,
-        connection_name: Some(connection_name.to_owned()),
     }
 }
 

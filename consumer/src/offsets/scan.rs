@@ -290,17 +290,7 @@ impl Scanner<'_> {
     }
 
     fn connect_options(&self, node: &Endpoint) -> ConnectOptions {
-        ConnectOptions {
-            host: node.host.clone(),
-            port: node.port,
-            username: self.broker.username.clone(),
-            password: self.broker.password.expose().to_owned(),
-            virtual_host: self.broker.virtual_host.clone(),
-            heartbeat: self.broker.heartbeat,
-            connect_timeout: self.broker.connect_timeout,
-            tls: self.tls.clone(),
-            connection_name: Some("consumer offsets".to_owned()),
-        }
+        connection::delivery_options(self.broker, self.tls.clone(), node, "consumer offsets")
     }
 }
 

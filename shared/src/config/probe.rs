@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use delivery::{ConnectOptions, DeliveryError, QueryConnection};
+use delivery::{DeliveryError, QueryConnection};
 
 use super::{BrokerSettings, Endpoint, Settings};
 use crate::connection::{self, StreamState};
@@ -160,17 +160,7 @@ async fn handshake(broker: &BrokerSettings, endpoint: &Endpoint) -> Vec<Check> {
         steps.push(TLS);
     }
     steps.extend([PROTOCOL, CREDENTIALS, VHOST]);
-    let options = ConnectOptions {
-        host: endpoint.host.clone(),
-        port: endpoint.port,
-        username: broker.username.clone(),
-        password: broker.password.expose().to_owned(),
-        virtual_host: broker.virtual_host.clone(),
-        heartbeat: broker.heartbeat,
-        connect_timeout: broker.connect_timeout,
-        tls,
-        connection_name: Some("config --check".to_owned()),
-    };
+    let options = connection::delivery_options(broker, tls, endpoint, "config --check");
     let (failed_at, found, hint) = match QueryConnection::open(&options).await {
         Ok(connection) => {
             drop(connection);

@@ -7,6 +7,7 @@
 //!   without a leader, missing), partitions, the lost-quorum diagnosis.
 //! - `build`: building a producer or a consumer under a deadline, its failures mapped.
 //! - `offsets`: the stored-offset query.
+//! - `own`: the options of our own delivery path's connections.
 //!
 //! Closing is one helper, [`close_within`]: the client's `close()` waits for the broker's answer
 //! with no limit.
@@ -14,6 +15,7 @@
 mod build;
 mod connect;
 mod offsets;
+mod own;
 mod streams;
 mod tls;
 
@@ -23,6 +25,7 @@ use std::time::Duration;
 pub use build::{build_error, build_within_deadline, BuildFailure};
 pub use connect::{client, environment, nodes_answering};
 pub use offsets::stored_offset;
+pub use own::delivery_options;
 pub use streams::{
     ensure_stream, partitions, quorum_lost, stream_exists, stream_members, stream_state, Members,
     StreamState, NO_LEADER,
