@@ -274,7 +274,8 @@ pub struct KillLoop {
 
 /// Runs `make()` again and again: each of the first `kills` runs gets a SIGKILL at a random moment
 /// within `window` after it prints `Started consuming`; then one run goes to completion (within
-/// `limit`). A run that ends by itself before its kill lands ends the loop early.
+/// `limit`). A run that ends by itself before its kill lands, or that printed `Done consuming`
+/// before it, ends the loop early (the caller's count of kills says so).
 pub fn kill_loop(
     mut make: impl FnMut() -> Command,
     kills: usize,
@@ -307,8 +308,12 @@ pub fn kill_loop(
         }
         let out = running.finish(limit);
         let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        // The kill may land just after the marker's line was printed and before it was read
+        // here: that run reached the marker (and may have stored its offset), so a later run
+        // would only wait past it. It ends the loop like a run that ended by itself.
+        let reached_marker = String::from_utf8_lossy(&out.stdout).contains("Done consuming");
         result.runs.push(out);
-        if !killed {
+        if !killed || reached_marker {
             return result;
         }
         result.kills += 1;
