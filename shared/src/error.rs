@@ -188,6 +188,18 @@ impl Error {
     }
 }
 
+/// An error and its causes, in one line: `error: cause: cause of the cause`.
+pub fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Puts a broker response code into words a user can act on.
 pub fn describe_code(code: &ResponseCode) -> String {
     match code {
@@ -247,5 +259,29 @@ pub fn describe_connect_error(err: &ClientError) -> String {
             (a RabbitMQ older than 3.11, wrong credentials or virtual host?)"
             .into(),
         other => describe_client_error(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("subscription failed")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("TLS handshake")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn with_sources_names_every_cause_in_order() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            with_sources(&Outer(Middle(io))),
+            "subscription failed: TLS handshake: refused"
+        );
+        let alone = std::io::Error::new(std::io::ErrorKind::InvalidData, "alone");
+        assert_eq!(with_sources(&alone), "alone");
     }
 }

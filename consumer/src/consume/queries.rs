@@ -17,9 +17,9 @@ use std::time::Duration;
 use delivery::{DeliveryError, QueryConnection, ResponseCode};
 use shared::config::{BrokerSettings, Endpoint};
 use shared::connection::{self, Members, StreamState};
-use shared::error::{Error, Result};
+use shared::error::{with_sources, Error, Result};
 
-use super::subscription::{subscribe_error, with_sources};
+use super::subscription::subscribe_error;
 
 /// The name the query connections show in the broker's management UI.
 const CONNECTION_NAME: &str = "consumer queries";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use delivery::{ConnectOptions, DeliveryError, Event, ResponseCode, StartAt, SubscribeOptions};
 use shared::config::{BrokerSettings, Endpoint};
 use shared::connection::{self, Members};
-use shared::error::{Error, Result};
+use shared::error::{with_sources, Error, Result};
 use shared::{routing, OffsetSpec};
 
 use super::queries::Queries;
@@ -276,18 +276,6 @@ pub(crate) fn subscribe_error(stream: &str, err: DeliveryError) -> Error {
             source: None,
         },
     }
-}
-
-/// An error and its sources, in one line.
-pub(crate) fn with_sources(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -309,13 +309,7 @@ fn read_error(stream: &str, err: &DeliveryError) -> Error {
             stream: stream.to_owned(),
         };
     }
-    let mut reason = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let reason = shared::error::with_sources(err);
     Error::Broker {
         what: "cannot read the stream",
         stream: stream.to_owned(),

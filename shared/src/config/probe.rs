@@ -267,7 +267,7 @@ fn explain(
             format!("'{}' refused ({code:?})", broker.virtual_host),
             vhost_hint(broker),
         ),
-        other => (PROTOCOL, with_sources(other), protocol_hint),
+        other => (PROTOCOL, crate::error::with_sources(other), protocol_hint),
     }
 }
 
@@ -276,17 +276,6 @@ fn vhost_hint(broker: &BrokerSettings) -> String {
         "does the virtual host '{}' exist, and may user '{}' use it? (broker.virtual_host)",
         broker.virtual_host, broker.username
     )
-}
-
-/// An error and its causes, in one line.
-fn with_sources(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// The stream, or the super stream and its partitions; for the consumer, its stored offset.
