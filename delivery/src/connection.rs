@@ -1,6 +1,8 @@
 //! One connection to the broker: TCP (with `TCP_NODELAY`) or TLS, then the protocol's handshake —
 //! PeerProperties, SASL PLAIN, Tune (frame size and heartbeat negotiation), Open of the virtual
-//! host — and request/response exchanges on it while nothing else reads the socket.
+//! host — and request/response exchanges on it while nothing else reads the socket; then, for
+//! the task that owns it, its liveness: writes bounded in time, a heartbeat after a quiet
+//! interval, the connection declared dead after four silent ones.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,13 +12,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rabbitmq_stream_protocol::commands::{
-    open::OpenCommand, peer_properties::PeerPropertiesCommand,
+    heart_beat::HeartBeatCommand, open::OpenCommand, peer_properties::PeerPropertiesCommand,
     sasl_authenticate::SaslAuthenticateCommand, sasl_handshake::SaslHandshakeCommand,
     tune::TunesCommand,
 };
 use rabbitmq_stream_protocol::{Request, ResponseCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::error::DeliveryError;
 use crate::frame::{self, FrameReader, Incoming};
@@ -102,6 +105,9 @@ pub(crate) struct Connection {
     /// The stream this connection serves (for errors).
     pub(crate) stream: String,
     next_correlation_id: u32,
+    /// When a frame last arrived ([`Connection::received`]) and one was last written.
+    last_read: Instant,
+    last_write: Instant,
 }
 
 /// Where the handshake is, for timeout errors.
@@ -147,6 +153,8 @@ impl Connection {
             heartbeat: Duration::ZERO,
             stream: stream.to_owned(),
             next_correlation_id: 1,
+            last_read: Instant::now(),
+            last_write: Instant::now(),
         };
         conn.handshake(options, step).await?;
         Ok(conn)
@@ -341,6 +349,63 @@ impl Connection {
         DeliveryError::Protocol {
             stream: self.stream.clone(),
             detail,
+        }
+    }
+
+    /// How often the owning task checks the connection's liveness ([`Connection::keep_alive`]):
+    /// a quarter of the heartbeat, at least 50 ms; hourly without heartbeats.
+    pub(crate) fn tick_period(&self) -> Duration {
+        if self.heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            (self.heartbeat / 4).max(Duration::from_millis(50))
+        }
+    }
+
+    /// A frame arrived: the broker is alive.
+    pub(crate) fn received(&mut self) {
+        self.last_read = Instant::now();
+    }
+
+    /// On a tick: fails after four heartbeats without a frame from the broker, and sends a
+    /// heartbeat when nothing was written for one.
+    pub(crate) async fn keep_alive(&mut self) -> Result<(), DeliveryError> {
+        if self.heartbeat.is_zero() {
+            return Ok(());
+        }
+        let silent_for = self.last_read.elapsed();
+        if silent_for >= self.heartbeat * 4 {
+            return Err(DeliveryError::HeartbeatTimeout {
+                stream: self.stream.clone(),
+                silent_for,
+            });
+        }
+        if self.last_write.elapsed() >= self.heartbeat {
+            self.write(frame::encode(HeartBeatCommand::default()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a frame, failing if the socket does not take it within four heartbeats (30 s
+    /// without heartbeats): a broker that stops reading must not block the owning task for ever.
+    pub(crate) async fn write(&mut self, frame: io::Result<Vec<u8>>) -> Result<(), DeliveryError> {
+        let frame = frame.map_err(|e| self.protocol(e.to_string()))?;
+        let limit = if self.heartbeat.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.heartbeat * 4
+        };
+        match tokio::time::timeout(limit, send_on(&mut self.writer, &frame)).await {
+            Ok(Ok(())) => {
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.network(e)),
+            Err(_) => Err(self.network(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the socket took no data for {limit:?}"),
+            ))),
         }
     }
 }

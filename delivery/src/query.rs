@@ -14,17 +14,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rabbitmq_stream_protocol::commands::{
-    close::CloseRequest, credit::CreditCommand, heart_beat::HeartBeatCommand,
-    metadata::MetadataCommand, subscribe::OffsetSpecification, subscribe::SubscribeCommand,
-    unsubscribe::UnSubscribeCommand,
+    close::CloseRequest, credit::CreditCommand, metadata::MetadataCommand,
+    subscribe::OffsetSpecification, subscribe::SubscribeCommand, unsubscribe::UnSubscribeCommand,
 };
 use rabbitmq_stream_protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use crate::chunk::{decode_chunk, ChunkKind};
-use crate::connection::{send_on, ConnectOptions, Connection};
+use crate::connection::{ConnectOptions, Connection};
 use crate::error::DeliveryError;
 use crate::frame::{self, Incoming};
 
@@ -122,8 +121,6 @@ impl QueryConnection {
                 jobs: receiver,
                 pending: HashMap::new(),
                 routes: HashMap::new(),
-                last_read: Instant::now(),
-                last_write: Instant::now(),
             };
             let ended = task.run().await;
             match ended {
@@ -355,18 +352,12 @@ struct Task {
     jobs: mpsc::UnboundedReceiver<Job>,
     pending: HashMap<u32, oneshot::Sender<Bytes>>,
     routes: HashMap<u8, (String, mpsc::UnboundedSender<Bytes>)>,
-    last_read: Instant,
-    last_write: Instant,
 }
 
 impl Task {
     async fn run(&mut self) -> Result<(), DeliveryError> {
-        let heartbeat = self.conn.heartbeat;
-        let period = if heartbeat.is_zero() {
-            Duration::from_secs(60)
-        } else {
-            (heartbeat / 4).max(Duration::from_millis(50))
-        };
+        // At least once a minute: a tick also forgets replies nobody waits for any more.
+        let period = self.conn.tick_period().min(Duration::from_secs(60));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -386,11 +377,11 @@ impl Task {
                             "the socket was closed by the other end (the broker, or a proxy between)",
                         ))
                     })?;
-                    self.last_read = Instant::now();
+                    self.conn.received();
                     let incoming = frame::parse(frame).map_err(|d| self.conn.protocol(d))?;
                     self.on_frame(incoming)?;
                 }
-                Wake::Tick => self.on_tick(heartbeat).await?,
+                Wake::Tick => self.on_tick().await?,
             }
         }
     }
@@ -399,7 +390,7 @@ impl Task {
         match job {
             Job::Request { build, reply } => {
                 let id = self.conn.correlation_id();
-                self.write(build(id)).await?;
+                self.conn.write(build(id)).await?;
                 self.pending.insert(id, reply);
             }
             Job::Route { id, stream, to } => {
@@ -407,13 +398,16 @@ impl Task {
             }
             Job::Credit(id) => {
                 if self.routes.contains_key(&id) {
-                    self.write(frame::encode(CreditCommand::new(id, 1))).await?;
+                    self.conn
+                        .write(frame::encode(CreditCommand::new(id, 1)))
+                        .await?;
                 }
             }
             Job::Unsubscribe(id) => {
                 self.routes.remove(&id);
                 let cid = self.conn.correlation_id();
-                self.write(frame::encode(UnSubscribeCommand::new(cid, id)))
+                self.conn
+                    .write(frame::encode(UnSubscribeCommand::new(cid, id)))
                     .await?;
             }
         }
@@ -460,56 +454,22 @@ impl Task {
         Ok(())
     }
 
-    async fn on_tick(&mut self, heartbeat: Duration) -> Result<(), DeliveryError> {
+    async fn on_tick(&mut self) -> Result<(), DeliveryError> {
         // Queries whose caller gave up (deadline) leave their reply behind: forget them.
         self.pending.retain(|_, reply| !reply.is_closed());
-        if heartbeat.is_zero() {
-            return Ok(());
-        }
-        let silent_for = self.last_read.elapsed();
-        if silent_for >= heartbeat * 4 {
-            return Err(DeliveryError::HeartbeatTimeout {
-                stream: self.conn.stream.clone(),
-                silent_for,
-            });
-        }
-        if self.last_write.elapsed() >= heartbeat {
-            self.write(frame::encode(HeartBeatCommand::default()))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Writes a frame, failing if the socket does not take it within 30 s.
-    async fn write(&mut self, frame: io::Result<Vec<u8>>) -> Result<(), DeliveryError> {
-        let frame = frame.map_err(|e| self.conn.protocol(e.to_string()))?;
-        match tokio::time::timeout(
-            Duration::from_secs(30),
-            send_on(&mut self.conn.writer, &frame),
-        )
-        .await
-        {
-            Ok(Ok(())) => {
-                self.last_write = Instant::now();
-                Ok(())
-            }
-            Ok(Err(source)) => Err(self.conn.network(source)),
-            Err(_) => Err(self.conn.network(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the broker took no frame for 30 s",
-            ))),
-        }
+        self.conn.keep_alive().await
     }
 
     /// Every handle is gone: close politely, without waiting long for the answer.
     async fn close(&mut self) -> Result<(), DeliveryError> {
         let id = self.conn.correlation_id();
-        self.write(frame::encode(CloseRequest::new(
-            id,
-            ResponseCode::Ok,
-            "closed by the client".to_owned(),
-        )))
-        .await?;
+        self.conn
+            .write(frame::encode(CloseRequest::new(
+                id,
+                ResponseCode::Ok,
+                "closed by the client".to_owned(),
+            )))
+            .await?;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Ok(Some(frame)) = self.conn.reader.next().await {
                 if matches!(frame::parse(frame), Ok(Incoming::Response { correlation_id, .. }) if correlation_id == id)

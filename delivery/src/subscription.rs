@@ -28,16 +28,16 @@ use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use rabbitmq_stream_protocol::commands::{
     close::CloseRequest, consumer_update_request::ConsumerUpdateRequestCommand,
-    credit::CreditCommand, heart_beat::HeartBeatCommand, subscribe::OffsetSpecification,
-    subscribe::SubscribeCommand, unsubscribe::UnSubscribeCommand,
+    credit::CreditCommand, subscribe::OffsetSpecification, subscribe::SubscribeCommand,
+    unsubscribe::UnSubscribeCommand,
 };
 use rabbitmq_stream_protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use crate::chunk::{decode_chunk, Chunk, ChunkKind};
-use crate::connection::{send_on, ConnectOptions, Connection};
+use crate::connection::{ConnectOptions, Connection};
 use crate::error::DeliveryError;
 use crate::frame::{self, Incoming};
 
@@ -235,8 +235,6 @@ impl Subscription {
             control: control_rx,
             replies: FuturesUnordered::new(),
             trim_below,
-            last_read: Instant::now(),
-            last_write: Instant::now(),
         };
         Ok(Self::from_task(
             stream,
@@ -474,18 +472,11 @@ struct Pump {
     replies: FuturesUnordered<Reply>,
     /// Records below this offset are dropped (the start offset, until a chunk passes it).
     trim_below: Option<u64>,
-    last_read: Instant,
-    last_write: Instant,
 }
 
 impl Pump {
     async fn run(mut self) -> TaskResult {
-        let heartbeat = self.conn.heartbeat;
-        let period = if heartbeat.is_zero() {
-            Duration::from_secs(3600)
-        } else {
-            (heartbeat / 4).max(Duration::from_millis(50))
-        };
+        let period = self.conn.tick_period();
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -521,11 +512,13 @@ impl Pump {
             };
             match wake {
                 Wake::CreditBack => {
-                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, 1)))
+                    self.conn
+                        .write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, 1)))
                         .await?;
                 }
                 Wake::Control(Some(Control::Credit(n))) => {
-                    self.write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, n)))
+                    self.conn
+                        .write(frame::encode(CreditCommand::new(SUBSCRIPTION_ID, n)))
                         .await?;
                 }
                 Wake::Control(Some(Control::Close)) => return self.close().await,
@@ -534,7 +527,7 @@ impl Pump {
                 Wake::Reply(correlation_id, start) => {
                     self.answer_consumer_update(correlation_id, start).await?;
                 }
-                Wake::Tick => self.on_tick(heartbeat).await?,
+                Wake::Tick => self.conn.keep_alive().await?,
                 Wake::Frame(frame) => {
                     let frame = match frame {
                         Ok(Some(frame)) => frame,
@@ -546,7 +539,7 @@ impl Pump {
                         }
                         Err(e) => return Err(self.conn.network(e)),
                     };
-                    self.last_read = Instant::now();
+                    self.conn.received();
                     let incoming = frame::parse(frame).map_err(|d| self.conn.protocol(d))?;
                     if let Some(ending) = self.on_frame(incoming).await? {
                         self.drain().await?;
@@ -579,6 +572,7 @@ impl Pump {
                     // The broker dropped the subscription: close the connection politely.
                     let id = self.conn.correlation_id();
                     let _ = self
+                        .conn
                         .write(frame::encode(CloseRequest::new(
                             id,
                             ResponseCode::Ok,
@@ -658,52 +652,13 @@ impl Pump {
             StartAt::Offset(n) => Some(n),
             _ => None,
         };
-        self.write(frame::encode(ConsumerUpdateRequestCommand::new(
-            correlation_id,
-            1,
-            start.into(),
-        )))
-        .await
-    }
-
-    async fn on_tick(&mut self, heartbeat: Duration) -> Result<(), DeliveryError> {
-        if heartbeat.is_zero() {
-            return Ok(());
-        }
-        let silent_for = self.last_read.elapsed();
-        if silent_for >= heartbeat * 4 {
-            return Err(DeliveryError::HeartbeatTimeout {
-                stream: self.conn.stream.clone(),
-                silent_for,
-            });
-        }
-        if self.last_write.elapsed() >= heartbeat {
-            self.write(frame::encode(HeartBeatCommand::default()))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Writes a frame, failing if the socket does not take it within four heartbeats (30 s
-    /// without heartbeats): a broker that stops reading must not block the task forever.
-    async fn write(&mut self, frame: std::io::Result<Vec<u8>>) -> Result<(), DeliveryError> {
-        let frame = frame.map_err(|e| self.conn.protocol(e.to_string()))?;
-        let limit = if self.conn.heartbeat.is_zero() {
-            Duration::from_secs(30)
-        } else {
-            self.conn.heartbeat * 4
-        };
-        match tokio::time::timeout(limit, send_on(&mut self.conn.writer, &frame)).await {
-            Ok(Ok(())) => {
-                self.last_write = Instant::now();
-                Ok(())
-            }
-            Ok(Err(e)) => Err(self.conn.network(e)),
-            Err(_) => Err(self.conn.network(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the socket took no data for {limit:?}"),
-            ))),
-        }
+        self.conn
+            .write(frame::encode(ConsumerUpdateRequestCommand::new(
+                correlation_id,
+                1,
+                start.into(),
+            )))
+            .await
     }
 
     /// Answers the broker's Close (code OK); the connection ends either way, so a failed write
@@ -712,6 +667,7 @@ impl Pump {
         let mut answer = correlation_id.to_be_bytes().to_vec();
         answer.extend_from_slice(&1u16.to_be_bytes());
         let _ = self
+            .conn
             .write(Ok(frame::raw_frame(
                 frame::key::RESPONSE | frame::key::CLOSE,
                 &answer,
@@ -743,16 +699,18 @@ impl Pump {
     async fn close(mut self) -> TaskResult {
         self.outbox.clear();
         let id = self.conn.correlation_id();
-        self.write(frame::encode(UnSubscribeCommand::new(id, SUBSCRIPTION_ID)))
+        self.conn
+            .write(frame::encode(UnSubscribeCommand::new(id, SUBSCRIPTION_ID)))
             .await?;
         self.wait_response(frame::key::UNSUBSCRIBE, id).await?;
         let id = self.conn.correlation_id();
-        self.write(frame::encode(CloseRequest::new(
-            id,
-            ResponseCode::Ok,
-            "closed by the client".to_owned(),
-        )))
-        .await?;
+        self.conn
+            .write(frame::encode(CloseRequest::new(
+                id,
+                ResponseCode::Ok,
+                "closed by the client".to_owned(),
+            )))
+            .await?;
         self.wait_response(frame::key::CLOSE, id).await?;
         Ok(Ending::Client)
     }
