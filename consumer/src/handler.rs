@@ -160,7 +160,7 @@ impl Handler for TutorialHandler {
             delivery
                 .message()
                 .data()
-                .is_some_and(|body| body.starts_with(b"marker"))
+                .is_some_and(shared::marker::is_marker)
         };
         if self.service {
             for marker in deliveries.iter().filter(|d| is_marker(d)) {

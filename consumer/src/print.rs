@@ -199,7 +199,7 @@ impl Handler for PrintHandler {
                     delivery
                         .message()
                         .data()
-                        .is_some_and(|body| body.starts_with(b"marker"))
+                        .is_some_and(shared::marker::is_marker)
                 })
             })
             .flatten();

@@ -1,8 +1,7 @@
 //! The wave's body format: `hello0`, `hello1`, …, and for the last message of a stream (of each
 //! partition, on a super stream) `marker{index}`, which tells a consumer the wave is complete.
 
-/// What the body of the last message of a stream starts with.
-pub const MARKER_PREFIX: &str = "marker";
+pub use shared::marker::{is_marker, MARKER_PREFIX};
 
 /// The body of the message with wave index `index`: `marker{index}` when it is the `last` one
 /// of its stream (or partition), `hello{index}` otherwise.
@@ -23,11 +22,6 @@ pub fn body(index: u64, last: bool) -> String {
 /// (`index + 1 == count`) is the marker.
 pub fn wave_body(index: u64, count: u64) -> String {
     body(index, index.saturating_add(1) == count)
-}
-
-/// Whether `body` is a marker (see [`body`]).
-pub fn is_marker(body: &[u8]) -> bool {
-    body.starts_with(MARKER_PREFIX.as_bytes())
 }
 
 /// What a wave's messages carry: the tutorial's bodies ([`body`]), or lines of the user's

@@ -12,6 +12,7 @@
 //! | [`retry`] | jittered exponential back-off, retrying while a stream has no leader |
 //! | [`offset_spec`] | where a consumer attaches: `first`, `last`, `next`, an offset, a timestamp |
 //! | [`routing`] | super stream routing (murmur3, as every RabbitMQ stream client) |
+//! | [`marker`] | the tutorial's marker: what the last message of a wave starts with |
 //! | [`cli`], [`runtime`], [`telemetry`] | flags both programs take; the actix-on-tokio runtime, signals and exit codes; logging |
 //! | [`progress`], [`metrics`], [`summary`] | progress on stderr; Prometheus metrics; the run summary (human and JSON) |
 
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod marker;
 pub mod metrics;
 pub mod offset_spec;
 pub mod progress;

@@ -89,7 +89,7 @@ impl AsyncHandler for SlowWrite {
             && delivery
                 .message()
                 .data()
-                .is_some_and(|body| body.starts_with(b"marker"));
+                .is_some_and(shared::marker::is_marker);
         Ok(if marker { Flow::Stop } else { Flow::Continue })
     }
 }
