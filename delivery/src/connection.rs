@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rabbitmq_stream_protocol::commands::{
-    heart_beat::HeartBeatCommand, open::OpenCommand, peer_properties::PeerPropertiesCommand,
-    sasl_authenticate::SaslAuthenticateCommand, sasl_handshake::SaslHandshakeCommand,
-    tune::TunesCommand,
+    close::CloseRequest, heart_beat::HeartBeatCommand, open::OpenCommand,
+    peer_properties::PeerPropertiesCommand, sasl_authenticate::SaslAuthenticateCommand,
+    sasl_handshake::SaslHandshakeCommand, tune::TunesCommand,
 };
 use rabbitmq_stream_protocol::{Request, ResponseCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -385,6 +385,19 @@ impl Connection {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Asks the broker to close the connection (code OK, "closed by the client"); returns the
+    /// request's correlation id, whose response the caller may wait for.
+    pub(crate) async fn request_close(&mut self) -> Result<u32, DeliveryError> {
+        let id = self.correlation_id();
+        self.write(frame::encode(CloseRequest::new(
+            id,
+            ResponseCode::Ok,
+            "closed by the client".to_owned(),
+        )))
+        .await?;
+        Ok(id)
     }
 
     /// Writes a frame, failing if the socket does not take it within four heartbeats (30 s

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rabbitmq_stream_protocol::commands::{
-    close::CloseRequest, credit::CreditCommand, metadata::MetadataCommand,
-    subscribe::OffsetSpecification, subscribe::SubscribeCommand, unsubscribe::UnSubscribeCommand,
+    credit::CreditCommand, metadata::MetadataCommand, subscribe::OffsetSpecification,
+    subscribe::SubscribeCommand, unsubscribe::UnSubscribeCommand,
 };
 use rabbitmq_stream_protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot};
@@ -462,14 +462,7 @@ impl Task {
 
     /// Every handle is gone: close politely, without waiting long for the answer.
     async fn close(&mut self) -> Result<(), DeliveryError> {
-        let id = self.conn.correlation_id();
-        self.conn
-            .write(frame::encode(CloseRequest::new(
-                id,
-                ResponseCode::Ok,
-                "closed by the client".to_owned(),
-            )))
-            .await?;
+        let id = self.conn.request_close().await?;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Ok(Some(frame)) = self.conn.reader.next().await {
                 if matches!(frame::parse(frame), Ok(Incoming::Response { correlation_id, .. }) if correlation_id == id)

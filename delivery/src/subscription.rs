@@ -703,14 +703,7 @@ impl Pump {
             .write(frame::encode(UnSubscribeCommand::new(id, SUBSCRIPTION_ID)))
             .await?;
         self.wait_response(frame::key::UNSUBSCRIBE, id).await?;
-        let id = self.conn.correlation_id();
-        self.conn
-            .write(frame::encode(CloseRequest::new(
-                id,
-                ResponseCode::Ok,
-                "closed by the client".to_owned(),
-            )))
-            .await?;
+        let id = self.conn.request_close().await?;
         self.wait_response(frame::key::CLOSE, id).await?;
         Ok(Ending::Client)
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use delivery::{ConnectOptions, DeliveryError, Event, StartAt, SubscribeOptions, Subscription};
 use shared::config::BrokerSettings;
+use shared::error::with_sources;
 
 /// What a stream holds, read from its start.
 #[derive(Debug)]
@@ -65,7 +66,7 @@ pub async fn read_all_delivered(stream: &str) -> Vec<(u64, Vec<u8>)> {
         panic!(
             "the oracle could not read '{stream}' to its end after {} messages: {}",
             delivered.records.len(),
-            chain(err)
+            with_sources(err)
         );
     }
     delivered.records
@@ -85,7 +86,7 @@ pub async fn read_delivered_from(
             panic!(
                 "the oracle cannot subscribe to '{stream}' on {}: {}",
                 broker.endpoint(),
-                chain(&err)
+                with_sources(&err)
             )
         });
     let mut delivered = Delivered {
@@ -115,16 +116,4 @@ pub async fn read_delivered_from(
     }
     let _ = sub.close(Duration::from_secs(5)).await;
     delivered
-}
-
-/// An error and its sources, one after the other.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
