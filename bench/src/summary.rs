@@ -116,35 +116,17 @@ impl BenchSummary {
             None => println!("target io_handler/limit: not measured"),
         }
         self.print_latency_targets();
-        if let Some((best, _)) = self
-            .credits_vs_raw
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-        {
-            let ratios: Vec<String> = self
-                .credits_vs_raw
-                .iter()
-                .map(|(credits, ratio)| format!("{credits} → {ratio:.2}"))
-                .collect();
-            println!(
-                "initial credits against raw consuming: {}; fastest here: {best}",
-                ratios.join(", ")
-            );
+        if let Some(line) = sweep(
+            "initial credits against raw consuming",
+            &self.credits_vs_raw,
+        ) {
+            println!("{line}");
         }
-        if let Some((best, _)) = self
-            .batch_sizes_vs_raw
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-        {
-            let ratios: Vec<String> = self
-                .batch_sizes_vs_raw
-                .iter()
-                .map(|(size, ratio)| format!("{size} → {ratio:.2}"))
-                .collect();
-            println!(
-                "producer.batch_size against raw publishing: {}; fastest here: {best}",
-                ratios.join(", ")
-            );
+        if let Some(line) = sweep(
+            "producer.batch_size against raw publishing",
+            &self.batch_sizes_vs_raw,
+        ) {
+            println!("{line}");
         }
         for (who, kib) in [
             ("producer", self.peak_rss_producer_kib),
@@ -162,6 +144,16 @@ impl BenchSummary {
             }
         }
     }
+}
+
+/// The line of a setting's sweep: each value's ratio and the fastest (`None` when not run).
+fn sweep<K: fmt::Display>(what: &str, ratios: &[(K, f64)]) -> Option<String> {
+    let (best, _) = ratios.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let each: Vec<String> = ratios
+        .iter()
+        .map(|(value, ratio)| format!("{value} → {ratio:.2}"))
+        .collect();
+    Some(format!("{what}: {}; fastest here: {best}", each.join(", ")))
 }
 
 impl BenchSummary {
@@ -255,6 +247,16 @@ impl fmt::Display for BenchSummary {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_sweep_names_each_value_and_the_fastest() {
+        assert_eq!(
+            sweep("batch", &[(10u32, 0.5), (100, 1.17), (1000, 1.08)]).as_deref(),
+            Some("batch: 10 → 0.50, 100 → 1.17, 1000 → 1.08; fastest here: 100")
+        );
+        assert_eq!(sweep::<u16>("credits", &[]), None);
+    }
+
     use super::*;
     use crate::latency::test_row;
 
