@@ -66,54 +66,64 @@ impl BenchSummary {
     /// One line per target of issue #5: met or missed.
     pub(crate) fn print_targets(&self) {
         let verdict = |met: bool| if met { "met" } else { "MISSED" };
-        println!(
-            "target producer/raw >= {TARGET_PRODUCER_RATIO}: {:.2} {}",
-            self.producer_vs_raw,
-            verdict(self.producer_vs_raw >= TARGET_PRODUCER_RATIO)
-        );
-        println!(
-            "target consumer@10/raw >= {TARGET_CONSUMER_RATIO}: {:.2} {}",
-            self.consumer10_vs_raw,
-            verdict(self.consumer10_vs_raw >= TARGET_CONSUMER_RATIO)
-        );
-        println!(
-            "target sqlite sink/raw >= {TARGET_SINK_RATIO}: {:.2} {}",
-            self.sqlite_sink_vs_raw,
-            verdict(self.sqlite_sink_vs_raw >= TARGET_SINK_RATIO)
-        );
-        println!(
-            "target consumer@10/tutorial >= {TARGET_TUTORIAL_RATIO}: {:.0} {}",
-            self.consumer10_vs_tutorial,
-            verdict(self.consumer10_vs_tutorial >= TARGET_TUTORIAL_RATIO)
-        );
-        for (codec, ratio) in [
-            ("none", self.subentry_none_vs_plain),
-            ("zstd", self.subentry_zstd_vs_plain),
-        ] {
-            match ratio {
-                Some(ratio) => println!(
-                    "target subentry_{codec}/plain >= {TARGET_SUB_ENTRY_RATIO}: {ratio:.2} {}",
-                    verdict(ratio >= TARGET_SUB_ENTRY_RATIO)
-                ),
-                None => println!("target subentry_{codec}/plain: not measured"),
-            }
-        }
-        println!(
-            "target producer/raw (medians) >= {TARGET_MEDIAN_RATIO}: {:.2} {}",
-            self.producer_vs_raw,
-            verdict(self.producer_vs_raw >= TARGET_MEDIAN_RATIO)
-        );
-        println!(
-            "target consumer@10000/raw (medians) >= {TARGET_MEDIAN_RATIO}: {:.2} {}",
-            self.consumer10000_vs_raw,
-            verdict(self.consumer10000_vs_raw >= TARGET_MEDIAN_RATIO)
-        );
-        match self.io_handler_vs_limit {
-            Some(ratio) => println!(
-                "target io_handler/limit >= {TARGET_IO_HANDLER_RATIO}: {ratio:.2} {}",
-                verdict(ratio >= TARGET_IO_HANDLER_RATIO)
+        let lines = [
+            at_least(
+                "producer/raw",
+                TARGET_PRODUCER_RATIO,
+                Some(self.producer_vs_raw),
+                2,
             ),
-            None => println!("target io_handler/limit: not measured"),
+            at_least(
+                "consumer@10/raw",
+                TARGET_CONSUMER_RATIO,
+                Some(self.consumer10_vs_raw),
+                2,
+            ),
+            at_least(
+                "sqlite sink/raw",
+                TARGET_SINK_RATIO,
+                Some(self.sqlite_sink_vs_raw),
+                2,
+            ),
+            at_least(
+                "consumer@10/tutorial",
+                TARGET_TUTORIAL_RATIO,
+                Some(self.consumer10_vs_tutorial),
+                0,
+            ),
+            at_least(
+                "subentry_none/plain",
+                TARGET_SUB_ENTRY_RATIO,
+                self.subentry_none_vs_plain,
+                2,
+            ),
+            at_least(
+                "subentry_zstd/plain",
+                TARGET_SUB_ENTRY_RATIO,
+                self.subentry_zstd_vs_plain,
+                2,
+            ),
+            at_least(
+                "producer/raw (medians)",
+                TARGET_MEDIAN_RATIO,
+                Some(self.producer_vs_raw),
+                2,
+            ),
+            at_least(
+                "consumer@10000/raw (medians)",
+                TARGET_MEDIAN_RATIO,
+                Some(self.consumer10000_vs_raw),
+                2,
+            ),
+            at_least(
+                "io_handler/limit",
+                TARGET_IO_HANDLER_RATIO,
+                self.io_handler_vs_limit,
+                2,
+            ),
+        ];
+        for line in lines {
+            println!("{line}");
         }
         self.print_latency_targets();
         if let Some(line) = sweep(
@@ -143,6 +153,18 @@ impl BenchSummary {
                 None => println!("target peak RSS of the {who}: not measured"),
             }
         }
+    }
+}
+
+/// The line of a target that `measured` must reach: `target <what> >= <target>: <measured>
+/// met|MISSED`, or `target <what>: not measured`.
+fn at_least(what: &str, target: f64, measured: Option<f64>, decimals: usize) -> String {
+    match measured {
+        Some(value) => format!(
+            "target {what} >= {target}: {value:.decimals$} {}",
+            if value >= target { "met" } else { "MISSED" }
+        ),
+        None => format!("target {what}: not measured"),
     }
 }
 
@@ -247,6 +269,22 @@ impl fmt::Display for BenchSummary {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_target_line_says_met_missed_or_not_measured() {
+        assert_eq!(
+            at_least("producer/raw", 0.9, Some(0.8951), 2),
+            "target producer/raw >= 0.9: 0.90 MISSED"
+        );
+        assert_eq!(
+            at_least("consumer@10/tutorial", 50.0, Some(72.4), 0),
+            "target consumer@10/tutorial >= 50: 72 met"
+        );
+        assert_eq!(
+            at_least("io_handler/limit", 0.8, None, 2),
+            "target io_handler/limit: not measured"
+        );
+    }
 
     #[test]
     fn a_sweep_names_each_value_and_the_fastest() {
