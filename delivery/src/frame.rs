@@ -218,11 +218,12 @@ pub(crate) fn decode_response(frame: &[u8]) -> Result<Response, String> {
     }
 }
 
-/// Big-endian reads that fail instead of panicking.
-struct Reader<'a>(&'a [u8]);
+/// Big-endian reads over one frame's fields that fail instead of panicking: the frame sorter's
+/// and the query connection's parsers share it.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], String> {
         if self.0.len() < n {
             return Err(format!(
                 "frame too short: {n} byte(s) needed, {} left",
@@ -234,28 +235,43 @@ impl Reader<'_> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(crate) fn u16(&mut self) -> Result<u16, String> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// A protocol string: i16 length (-1 for null), UTF-8 bytes.
-    fn string(&mut self) -> Result<String, String> {
-        let len = self.u16()? as i16;
-        if len < 0 {
-            return Ok(String::new());
+    pub(crate) fn i64(&mut self) -> Result<i64, String> {
+        let b = self.take(8)?;
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(b);
+        Ok(i64::from_be_bytes(raw))
+    }
+
+    /// An array length (i32; negative counts as empty), bounded by what is left.
+    pub(crate) fn count(&mut self) -> Result<usize, String> {
+        let n = usize::try_from(self.u32()? as i32).unwrap_or(0);
+        if n > self.0.len() {
+            return Err(format!("an array of {n} in {} bytes", self.0.len()));
         }
-        let bytes = self.take(len as usize)?;
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        Ok(n)
+    }
+
+    /// A protocol string: i16 length (-1 for null), UTF-8 bytes (invalid ones replaced).
+    pub(crate) fn string(&mut self) -> Result<String, String> {
+        let len = self.u16()? as i16;
+        let Ok(len) = usize::try_from(len) else {
+            return Ok(String::new());
+        };
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
     }
 }
 

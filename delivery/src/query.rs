@@ -25,7 +25,7 @@ use tokio::time::MissedTickBehavior;
 use crate::chunk::{decode_chunk, ChunkKind};
 use crate::connection::{ConnectOptions, Connection};
 use crate::error::DeliveryError;
-use crate::frame::{self, Incoming};
+use crate::frame::{self, Incoming, Reader};
 
 /// The protocol's key for StreamStats (no request type for it in `rabbitmq-stream-protocol`).
 const STREAM_STATS: u16 = 0x001c;
@@ -476,67 +476,16 @@ impl Task {
     }
 }
 
-/// Big-endian reads over a response frame that fail instead of panicking.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err(format!(
-                "response too short: {n} byte(s) needed, {} left",
-                self.0.len()
-            ));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn u16(&mut self) -> Result<u16, String> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        let b = self.take(8)?;
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(b);
-        Ok(i64::from_be_bytes(raw))
-    }
-
-    /// An array length (i32; negative counts as empty), bounded by what is left.
-    fn count(&mut self) -> Result<usize, String> {
-        let n = usize::try_from(self.u32()? as i32).unwrap_or(0);
-        if n > self.0.len() {
-            return Err(format!("an array of {n} in {} bytes", self.0.len()));
-        }
-        Ok(n)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let len = self.u16()? as i16;
-        let Ok(len) = usize::try_from(len) else {
-            return Ok(String::new());
-        };
-        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
-    }
-}
-
 /// The response code of a correlated response frame (key, version, correlation id, code).
 fn response_code(frame: &[u8]) -> Result<u16, String> {
-    let mut r = Cursor(frame);
+    let mut r = Reader(frame);
     r.take(8)?;
     r.u16()
 }
 
 /// StreamStats response: key, version, correlation id, code, then `count` × (name, i64).
 fn parse_stream_stats(frame: &[u8]) -> Result<(u16, HashMap<String, i64>), String> {
-    let mut r = Cursor(frame);
+    let mut r = Reader(frame);
     r.take(8)?;
     let code = r.u16()?;
     let mut stats = HashMap::new();
@@ -553,7 +502,7 @@ fn parse_stream_stats(frame: &[u8]) -> Result<(u16, HashMap<String, i64>), Strin
 /// (reference u16, host, port u32), then per stream: name, code u16, leader reference u16,
 /// replica references.
 fn parse_metadata(frame: &[u8], stream: &str) -> Result<StreamMetadata, String> {
-    let mut r = Cursor(frame);
+    let mut r = Reader(frame);
     r.take(8)?;
     let mut brokers = HashMap::new();
     for _ in 0..r.count()? {
