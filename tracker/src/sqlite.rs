@@ -136,6 +136,18 @@ impl Database {
             .map_err(|e| self.runtime_error("store the offset", e))
     }
 
+    /// Removes the stored offset, so that the next run starts at `consumer.offset` (how "before
+    /// the first message" is said when that message is at 0: no store holds an offset below 0).
+    pub fn forget_offset(&self) -> Result<()> {
+        self.connection
+            .execute(
+                "DELETE FROM offsets WHERE stream = ?1 AND consumer = ?2",
+                params![self.stream, self.consumer],
+            )
+            .map(|_| ())
+            .map_err(|e| self.runtime_error("remove the offset", e))
+    }
+
     /// Inserts processed messages (offset, body) and the batch's last offset in one transaction:
     /// both or neither.
     pub fn write_batch<'a>(
@@ -293,6 +305,22 @@ mod tests {
             assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
         }
         assert_eq!(database.stored_offset().unwrap(), Some(41));
+    }
+
+    #[test]
+    fn a_forgotten_offset_is_gone_for_its_owner_and_a_stranger_cannot_forget_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.sqlite");
+        let database = Database::open(&path, "s", "c").unwrap();
+        database.store_offset(7).unwrap();
+        let stranger = Database::open(&path, "s", "other");
+        assert!(stranger.is_err(), "another consumer opened c's database");
+        assert_eq!(database.stored_offset().unwrap(), Some(7));
+        database.forget_offset().unwrap();
+        assert_eq!(database.stored_offset().unwrap(), None);
+        drop(database);
+        let reopened = Database::open(&path, "s", "c").unwrap();
+        assert_eq!(reopened.stored_offset().unwrap(), None);
     }
 
     /// Records what reaches the broker.

@@ -152,20 +152,7 @@ impl Admin {
             return Ok(false);
         };
         // Opening through the tracker checks that the database belongs to this name and stream.
-        drop(Database::open(path, stream, name)?);
-        let fail = |e: rusqlite::Error| {
-            Error::Database(format!(
-                "SQLite database {}: cannot remove the offset: {e}",
-                path.display()
-            ))
-        };
-        let connection = rusqlite::Connection::open(path).map_err(fail)?;
-        connection
-            .execute(
-                "DELETE FROM offsets WHERE stream = ?1 AND consumer = ?2",
-                [stream, name],
-            )
-            .map_err(fail)?;
+        Database::open(path, stream, name)?.forget_offset()?;
         Ok(true)
     }
 
