@@ -139,7 +139,15 @@ fn main() -> ExitCode {
         Some(Command::Config { check }) => runtime::run(async move {
             let file = cli.common.file.config.as_deref();
             let program = shared::config::probe::Program::Consumer;
-            shared::config::probe::config_command(&settings, file, &overrides, program, check).await
+            let local = || {
+                consumer::offsets::resume_check(&settings)
+                    .into_iter()
+                    .collect()
+            };
+            shared::config::probe::config_command(
+                &settings, file, &overrides, program, check, local,
+            )
+            .await
         }),
         None => runtime::run(consume(
             settings,

@@ -110,6 +110,75 @@ async fn the_probe_is_ok_against_the_local_broker() {
     assert!(!shown.contains("FAIL"), "{shown}");
 }
 
+/// With `tracker.store = "sqlite"` the next run resumes from the database, so the probe reads the
+/// offset there (the broker holds none here), and fails for a database of another consumer.
+#[tokio::test]
+async fn with_the_sqlite_store_the_probe_reads_the_offset_the_next_run_resumes_from() {
+    let stream = TestStream::new("config-sqlite").await;
+    let name = unique("config-sqlite");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("offsets.sqlite");
+    let path_arg = path.display().to_string();
+    let probe = |consumer_name: &str| {
+        consumer(
+            &[
+                "--stream",
+                &stream.name,
+                "--name",
+                consumer_name,
+                "config",
+                "--check",
+            ],
+            &[
+                ("OFFSET_TRACKING__TRACKER__STORE", "sqlite"),
+                ("OFFSET_TRACKING__TRACKER__SQLITE_PATH", &path_arg),
+            ],
+        )
+    };
+    let stored_line = |out: &Output| {
+        let shown = stdout_of(out);
+        shown
+            .lines()
+            .find(|l| {
+                l.get(4..)
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with("stored offset")
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no stored offset line: {shown}"))
+    };
+
+    let before = probe(&name);
+    assert!(before.status.success(), "{}", stdout_of(&before));
+    let line = stored_line(&before);
+    assert!(
+        line.starts_with("ok") && line.contains("no database at") && line.contains(&path_arg),
+        "{line}"
+    );
+    assert!(!path.exists(), "the probe created the database");
+
+    tracker::Database::open(&path, &stream.name, &name)
+        .unwrap()
+        .store_offset(3)
+        .unwrap();
+    let stored = probe(&name);
+    assert!(stored.status.success(), "{}", stdout_of(&stored));
+    let line = stored_line(&stored);
+    assert!(
+        line.starts_with("ok") && line.contains("stored 3 in") && line.contains("starts at 4"),
+        "{line}"
+    );
+
+    let stranger = probe(&unique("config-stranger"));
+    assert_eq!(stranger.status.code(), Some(1), "{}", stdout_of(&stranger));
+    let line = stored_line(&stranger);
+    assert!(
+        line.starts_with("FAIL") && line.contains(&format!("belongs to consumer '{name}'")),
+        "{line}"
+    );
+}
+
 #[test]
 fn the_probe_explains_a_wrong_port() {
     // A port nothing listens on: taken, then given back.

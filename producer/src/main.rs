@@ -100,7 +100,15 @@ fn main() -> ExitCode {
         return runtime::run(async move {
             let file = cli.common.file.config.as_deref();
             let program = shared::config::probe::Program::Producer;
-            shared::config::probe::config_command(&settings, file, &overrides, program, check).await
+            shared::config::probe::config_command(
+                &settings,
+                file,
+                &overrides,
+                program,
+                check,
+                Vec::new,
+            )
+            .await
         });
     }
     // Read before connecting: a missing file is a usage error, whatever the broker.

@@ -25,7 +25,8 @@ mod transfer;
 
 use std::path::PathBuf;
 
-use shared::config::Settings;
+use shared::config::probe::Check;
+use shared::config::{OffsetStoreKind, Settings};
 use shared::error::{Error, Result};
 
 pub use show::Output;
@@ -181,4 +182,65 @@ mod tests {
         assert_eq!(names_of("a"), ["a"]);
         assert_eq!(names_of(" a , b,a,,"), ["a", "b"]);
     }
+}
+
+/// `config --check`'s step for the SQLite store (`tracker.store = "sqlite"`), where the next run
+/// resumes from the database rather than from the broker's copy: what it holds for
+/// `consumer.name`, or that the first run can create it. `None` with the broker store (the probe
+/// reads the broker's copy itself).
+pub fn resume_check(settings: &Settings) -> Option<Check> {
+    const WHAT: &str = "stored offset";
+    if settings.tracker.store != OffsetStoreKind::Sqlite {
+        return None;
+    }
+    let path = &settings.tracker.sqlite_path;
+    let (name, stream) = (&settings.consumer.name, &settings.stream.name);
+    let attach = format!("attaches at consumer.offset = {}", settings.consumer.offset);
+    if !path.exists() {
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => std::path::Path::new("."),
+        };
+        return Some(if folder.is_dir() {
+            Check::ok(
+                WHAT,
+                format!(
+                    "no database at {} yet: the first run creates it and {attach}",
+                    path.display()
+                ),
+            )
+        } else {
+            Check::fail(
+                WHAT,
+                format!(
+                    "{} does not exist: no database can be created there",
+                    folder.display()
+                ),
+                "create the folder, or set tracker.sqlite_path to a path in an existing one",
+            )
+        });
+    }
+    let stored = tracker::Database::open(path, stream, name).and_then(|db| db.stored_offset());
+    Some(match stored {
+        Ok(Some(offset)) => Check::ok(
+            WHAT,
+            format!(
+                "'{name}' stored {offset} in {}: the next run starts at {}",
+                path.display(),
+                offset + 1
+            ),
+        ),
+        Ok(None) => Check::ok(
+            WHAT,
+            format!(
+                "none for '{name}' in {}: the next run {attach}",
+                path.display()
+            ),
+        ),
+        Err(err) => Check::fail(
+            WHAT,
+            err.to_string(),
+            "tracker.sqlite_path must be this consumer's database on this stream, or a new file",
+        ),
+    })
 }

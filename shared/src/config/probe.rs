@@ -10,7 +10,7 @@ use std::fmt;
 
 use delivery::{DeliveryError, QueryConnection};
 
-use super::{BrokerSettings, Endpoint, Settings};
+use super::{BrokerSettings, Endpoint, OffsetStoreKind, Settings};
 use crate::connection::{self, StreamState};
 use crate::error::{Error, Result};
 
@@ -62,11 +62,13 @@ pub struct Check {
 }
 
 impl Check {
-    pub(super) fn ok(what: &str, found: impl Into<String>) -> Self {
+    /// A step that works.
+    pub fn ok(what: &str, found: impl Into<String>) -> Self {
         Self::new(what, Status::Ok, found, None)
     }
 
-    fn fail(what: &str, found: impl Into<String>, hint: impl Into<String>) -> Self {
+    /// A step that does not, with what to do about it.
+    pub fn fail(what: &str, found: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::new(what, Status::Fail, found, Some(hint.into()))
     }
 
@@ -349,7 +351,12 @@ async fn stream_checks(settings: &Settings, program: Program) -> Vec<Check> {
             Ok(StreamState::Missing) => missing("stream"),
             Err(err) => Check::fail("stream", err.to_string(), "see the lines above"),
         });
-        if program == Program::Consumer && exists {
+        // With tracker.store = "sqlite" the next run resumes from the database, not from the
+        // broker's copy: the consumer checks that step itself (`config_command`'s `local`).
+        if program == Program::Consumer
+            && exists
+            && settings.tracker.store == OffsetStoreKind::Broker
+        {
             let consumer = &settings.consumer.name;
             checks.push(
                 match connection::stored_offset(&client, consumer, name).await {
@@ -377,13 +384,15 @@ async fn stream_checks(settings: &Settings, program: Program) -> Vec<Check> {
 }
 
 /// `config`: prints the effective configuration with each value's origin; with `check`, then
-/// probes the broker and fails (exit 1) when a step the program needs fails.
+/// probes the broker, adds the steps the program checked itself (`local`: the consumer's SQLite
+/// offsets), and fails (exit 1) when a step the program needs fails.
 pub async fn config_command(
     settings: &Settings,
     file: Option<&std::path::Path>,
     overrides: &[(&str, String)],
     program: Program,
     check: bool,
+    local: impl FnOnce() -> Vec<Check>,
 ) -> Result<()> {
     let sections = match program {
         Program::Producer => super::show::PRODUCER_SECTIONS,
@@ -395,7 +404,8 @@ pub async fn config_command(
         return Ok(());
     }
     print(&format!("\nprobe of {}:\n", settings.broker.endpoint()))?;
-    let checks = probe(settings, program).await;
+    let mut checks = probe(settings, program).await;
+    checks.extend(local());
     print(&render(&checks))?;
     match failures(&checks) {
         0 => Ok(()),
