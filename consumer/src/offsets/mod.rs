@@ -173,17 +173,6 @@ fn names_of(list: &str) -> Vec<String> {
     names
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_a_comma_separated_list_each_once() {
-        assert_eq!(names_of("a"), ["a"]);
-        assert_eq!(names_of(" a , b,a,,"), ["a", "b"]);
-    }
-}
-
 /// `config --check`'s step for the SQLite store (`tracker.store = "sqlite"`), where the next run
 /// resumes from the database rather than from the broker's copy: what it holds for
 /// `consumer.name`, or that the first run can create it. `None` with the broker store (the probe
@@ -243,4 +232,15 @@ pub fn resume_check(settings: &Settings) -> Option<Check> {
             "tracker.sqlite_path must be this consumer's database on this stream, or a new file",
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_a_comma_separated_list_each_once() {
+        assert_eq!(names_of("a"), ["a"]);
+        assert_eq!(names_of(" a , b,a,,"), ["a", "b"]);
+    }
 }
