@@ -237,9 +237,9 @@ where
             String::new()
         };
         tracing::info!(
-            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={:.0} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} failovers={} max_interruption_ms={} marker={} lag_seconds={} max_lag_seconds={}",
+            "summary: {on}messages={} seconds={seconds:.3} msg_per_s={} first_offset={} last_offset={} stored_offset={} stores={} store_errors={} reconnects={} failovers={} max_interruption_ms={} marker={} lag_seconds={} max_lag_seconds={}",
             outcome.messages,
-            outcome.messages as f64 / seconds.max(1e-9),
+            shared::summary::rate_field(outcome.messages, seconds),
             show(outcome.first_offset),
             show(outcome.last_offset),
             show(outcome.stored_offset),

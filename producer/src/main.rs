@@ -171,10 +171,10 @@ async fn produce(
     };
     let _ = outln!("Messages confirmed: True");
     tracing::info!(
-        "summary: messages={} seconds={:.3} msg_per_s={:.0} confirmed={} reconnects={}",
+        "summary: messages={} seconds={:.3} msg_per_s={} confirmed={} reconnects={}",
         report.confirmed,
         report.elapsed.as_secs_f64(),
-        report.msg_per_s(),
+        shared::summary::rate_field(report.confirmed, report.elapsed.as_secs_f64()),
         report.confirmed,
         report.reconnects,
     );

@@ -313,7 +313,10 @@ pub fn show_summary(summary: &crate::summary::RunSummary) {
 pub fn summary_table(summary: &crate::summary::RunSummary) -> String {
     let offset = |o: Option<u64>| o.map_or_else(|| "-".to_owned(), count);
     let seconds = |s: f64| format!("{s:.1}");
-    let rate = |messages: u64, s: f64| count((messages as f64 / s.max(1e-9)).round() as u64);
+    let rate = |messages: u64, s: f64| {
+        crate::summary::rate(messages, s)
+            .map_or_else(|| "-".to_owned(), |r| count(r.round() as u64))
+    };
     if summary.partitions.is_empty() {
         return table(
             &["messages", "seconds", "msg/s", "reconnects"],

@@ -13,6 +13,20 @@ pub const JSON_PREFIX: &str = "summary-json: ";
 /// The environment variable that asks for the JSON line (any value but empty, `0` or `false`).
 pub const JSON_ENV: &str = "OFFSET_TRACKING_SUMMARY_JSON";
 
+/// Runs shorter than this show no rate to a person (`-`): a few messages delivered or confirmed
+/// at once would make one of millions a second.
+pub const MIN_RATE_SECONDS: f64 = 0.01;
+
+/// `messages / seconds` for a person to read: `None` for a run under [`MIN_RATE_SECONDS`].
+pub fn rate(messages: u64, seconds: f64) -> Option<f64> {
+    (seconds >= MIN_RATE_SECONDS).then(|| messages as f64 / seconds)
+}
+
+/// [`rate`] as the `summary:` line's `msg_per_s=` field: whole messages a second, or `-`.
+pub fn rate_field(messages: u64, seconds: f64) -> String {
+    rate(messages, seconds).map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"))
+}
+
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -111,6 +125,14 @@ impl RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_too_short_to_time_shows_no_rate() {
+        assert_eq!(rate(10, 0.000_3), None);
+        assert_eq!(rate_field(10, 0.000_3), "-");
+        assert_eq!(rate(1_000, 0.5), Some(2_000.0));
+        assert_eq!(rate_field(1_000, 0.5), "2000");
+    }
 
     #[test]
     fn the_json_line_reads_back_from_a_log() {
