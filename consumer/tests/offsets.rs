@@ -456,3 +456,36 @@ async fn with_the_sqlite_store_every_verb_acts_on_the_offset_the_consumer_resume
     let rows: Vec<Value> = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(rows[0]["stored_offset"], log[99]);
 }
+
+/// Counting a large lag reads for seconds: meanwhile `show` says how far it has read (off a
+/// terminal, a `progress:` line on stderr, as the consumer's own progress), and the count it
+/// ends with covers every message after the stored offset.
+#[tokio::test]
+async fn show_reports_progress_while_counting_a_large_lag() {
+    // ~3 s of counting in a debug build (~330 000 messages a second): past the 1 s before
+    // progress shows, within the 10 s count budget.
+    const WAVE: u64 = 1_000_000;
+    let stream = TestStream::new("o-progress").await;
+    let name = unique("o-progress");
+    stream.publish_wave(WAVE).await;
+    // A fresh stream: the first message is at offset 0, and no tracking entry precedes it.
+    stream.store_offset(&name, 0).await;
+
+    let started = Instant::now();
+    let out = offsets(&stream.name, &name, &["show", "--output", "json"]);
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    let exact = row["lag_messages_exact"] == true;
+    if exact {
+        assert_eq!(row["lag_messages"], WAVE - 1, "{row}");
+    }
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("progress: offsets read") && l.contains(&stream.name)),
+        "no progress line while counting for {seconds:.1} s (exact: {exact}): {stderr}"
+    );
+}

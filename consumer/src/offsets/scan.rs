@@ -11,6 +11,7 @@ use delivery::{ConnectOptions, DeliveryError, Event, ResponseCode, StartAt, Subs
 use shared::config::{BrokerSettings, Endpoint};
 use shared::connection;
 use shared::error::{Error, Result};
+use shared::progress::{count, Reporter};
 
 /// Chunks the broker may send ahead of a scan: it reads as fast as it can.
 const SCAN_CREDITS: u16 = 10;
@@ -20,6 +21,9 @@ const QUIET: Duration = Duration::from_secs(1);
 
 /// The longest one count may read before it gives up and says it is incomplete.
 pub(super) const COUNT_BUDGET: Duration = Duration::from_secs(10);
+
+/// How often a count updates its progress bar.
+const PROGRESS_TICK: Duration = Duration::from_millis(250);
 
 /// Streams (partitions) read at once: each read is a short subscription of its own.
 pub(super) const READ_AT_ONCE: usize = 8;
@@ -104,6 +108,9 @@ impl Scanner<'_> {
         let mut messages = 0;
         let deadline = Instant::now() + COUNT_BUDGET;
         let mut late = false;
+        // A count can read for up to COUNT_BUDGET: past a second, a bar of the offsets read.
+        let mut progress = Reporter::new("offsets read", Some(up_to - after));
+        let mut next_tick = Instant::now();
         self.walk(stream, StartAt::Offset(after + 1), |chunk| {
             for record in &chunk.records {
                 if record.offset > up_to {
@@ -114,13 +121,23 @@ impl Scanner<'_> {
                     return Walk::Stop;
                 }
             }
-            if Instant::now() > deadline {
+            let now = Instant::now();
+            if now > deadline {
                 late = true;
                 return Walk::Stop;
+            }
+            if now >= next_tick {
+                next_tick = now + PROGRESS_TICK;
+                let read = chunk
+                    .records
+                    .last()
+                    .map_or(0, |r| r.offset.saturating_sub(after));
+                progress.tick(read, &format!("{} messages in {stream}", count(messages)));
             }
             Walk::More
         })
         .await?;
+        progress.finish();
         // Quiet before `up_to` means nothing more exists there: the count is whole.
         Ok(Count {
             messages,
