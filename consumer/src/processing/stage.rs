@@ -309,9 +309,17 @@ impl<A: AsyncHandler> Worker<A> {
                 },
                 Some(done) = self.running.next(), if !self.running.is_empty() => {
                     self.finished(done);
-                    // Whatever else finished meanwhile, then one report for all of it.
-                    while let Some(Some(done)) = self.running.next().now_or_never() {
-                        self.finished(done);
+                    // Whatever else finished meanwhile, then one report for all of it. Each slot
+                    // is refilled as it frees, and the next poll starts the new work: it runs
+                    // while the rest of the batch is accounted for, not after it.
+                    loop {
+                        if bound_wait.is_none() {
+                            bound_wait = self.start_ready();
+                        }
+                        match self.running.next().now_or_never() {
+                            Some(Some(done)) => self.finished(done),
+                            _ => break,
+                        }
                     }
                     self.report_advance();
                 }
